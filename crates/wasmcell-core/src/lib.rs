@@ -1,0 +1,40 @@
+//! wasmcell-core: what a Wasm container host links to.
+//!
+//! The library turns a workload description into a [`RunPlan`] that an [`Engine`] executes:
+//!
+//! 1. [`WorkloadSpec::from_oci`] parses and validates an OCI runtime spec (`config.json`) with no
+//!    I/O: entrypoint, args, env, cwd, mounts, memory limit.
+//! 2. [`RunPlan::resolve`] resolves that spec against the filesystem: the entrypoint inside the
+//!    rootfs (symlinks cannot leave it), and one [`Preopen`] per directory the guest may reach.
+//!    [`RunPlan::for_module`] builds a plan for a bare module plus explicit grants instead.
+//! 3. [`WasmBinary::read`] loads the module and tells a core module from a component by its header.
+//! 4. An [`Engine`] runs the plan with the given [`Stdio`] and returns a [`GuestExit`].
+//!
+//! Nothing is granted by default: the guest sees the rootfs and the bind mounts of the bundle, each
+//! read-only where the bundle says so, and nothing else of the host.
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod module;
+mod plan;
+mod secure_join;
+mod spec;
+mod stdio;
+
+pub use engine::{Engine, EngineError, GuestExit, Interrupt};
+pub use error::Error;
+pub use module::{looks_like_wasm, ModuleError, ModuleKind, WasmBinary};
+pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
+pub use secure_join::secure_join;
+pub use spec::{MountSpec, SpecError, WorkloadSpec};
+pub use stdio::{Stdio, StdioStream};
+
+/// Exit status reported when the workload could not be prepared (bad bundle or config).
+pub const EXIT_CONFIG_ERROR: i32 = 125;
+/// Exit status reported when the entrypoint exists but cannot run (not Wasm, invalid, no export).
+pub const EXIT_NOT_RUNNABLE: i32 = 126;
+/// Exit status reported when the entrypoint does not exist.
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit status reported when the guest trapped (as a process killed by SIGABRT would).
+pub const EXIT_TRAP: i32 = 134;

@@ -1,0 +1,439 @@
+//! Step two of the OCI -> WASI mapping: resolve a [`WorkloadSpec`] against the filesystem.
+
+use std::path::{Path, PathBuf};
+
+use crate::secure_join::secure_join;
+use crate::spec::{normalize, WorkloadSpec};
+
+/// Why a workload could not be resolved against the filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The rootfs directory is missing or unreadable.
+    #[error("rootfs {path} is not a directory: {source}")]
+    Rootfs {
+        /// The host path of the rootfs.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A directory to preopen is missing or not a directory.
+    #[error("mount source {path} for {guest} is not a usable directory: {reason}")]
+    MountSource {
+        /// The host path.
+        path: PathBuf,
+        /// Where the guest would see it.
+        guest: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The entrypoint could not be resolved inside the rootfs.
+    #[error("entrypoint {entrypoint} cannot be resolved inside rootfs {rootfs}: {source}")]
+    Entrypoint {
+        /// The entrypoint as written in the spec.
+        entrypoint: PathBuf,
+        /// The rootfs it was resolved in.
+        rootfs: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A `--dir` style grant is malformed.
+    #[error("invalid directory grant {grant:?}: {reason}")]
+    Grant {
+        /// The grant as given.
+        grant: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl ResolveError {
+    /// The exit status a host reports for this error.
+    pub fn exit_code(&self) -> i32 {
+        crate::EXIT_CONFIG_ERROR
+    }
+}
+
+/// Whether the guest may change what is under a preopened directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and list only; every write, create, rename or delete is refused.
+    ReadOnly,
+    /// Read and write.
+    ReadWrite,
+}
+
+/// A host directory the guest may reach, and where it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Host directory (canonical).
+    pub host: PathBuf,
+    /// The guest's name for it: `/`, `/data`, or `.` for the working directory.
+    pub guest: String,
+    /// What the guest may do there.
+    pub access: Access,
+}
+
+/// A directory granted to a bare module (`wasmcell run --dir HOST[::GUEST][:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Guest path; defaults to the host path as written.
+    pub guest: String,
+    /// What the guest may do there.
+    pub access: Access,
+}
+
+impl DirGrant {
+    /// Parse `HOST[::GUEST][:ro]`, wasmtime's `--dir` syntax plus a `:ro` suffix.
+    pub fn parse(grant: &str) -> Result<Self, ResolveError> {
+        let bad = |reason| ResolveError::Grant {
+            grant: grant.to_string(),
+            reason,
+        };
+        let (rest, access) = match grant.strip_suffix(":ro") {
+            Some(rest) => (rest, Access::ReadOnly),
+            None => (grant, Access::ReadWrite),
+        };
+        let (host, guest) = match rest.split_once("::") {
+            Some((host, guest)) => (host, guest),
+            None => (rest, rest),
+        };
+        if host.is_empty() {
+            return Err(bad("the host directory is empty"));
+        }
+        if guest.is_empty() {
+            return Err(bad("the guest path is empty"));
+        }
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest: guest.to_string(),
+            access,
+        })
+    }
+}
+
+/// Everything an engine needs to run one guest: resolved, checked, and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunPlan {
+    /// Host path of the module to run.
+    pub module: PathBuf,
+    /// Function to call instead of `_start` / `wasi:cli/run`.
+    pub export: Option<String>,
+    /// The guest's argv.
+    pub args: Vec<String>,
+    /// The guest's environment, exactly.
+    pub env: Vec<(String, String)>,
+    /// Directories the guest may reach. Empty means no filesystem at all.
+    pub preopens: Vec<Preopen>,
+    /// Cap on the guest's linear memory and tables, in bytes.
+    pub memory_limit: Option<u64>,
+}
+
+impl RunPlan {
+    /// Read `config.json` from an OCI bundle and resolve it (both steps in one call).
+    pub fn from_bundle(bundle: &Path) -> Result<Self, crate::Error> {
+        let spec = WorkloadSpec::load(bundle)?;
+        Ok(Self::resolve(&spec, bundle)?)
+    }
+
+    /// Resolve a validated spec against the filesystem. Relative paths in the spec are taken
+    /// from `bundle`.
+    pub fn resolve(spec: &WorkloadSpec, bundle: &Path) -> Result<Self, ResolveError> {
+        let rootfs = bundle.join(&spec.root);
+        let rootfs = canonical_dir(&rootfs).map_err(|source| ResolveError::Rootfs {
+            path: rootfs.clone(),
+            source,
+        })?;
+        let root_access = if spec.root_readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        let mut preopens = vec![Preopen {
+            host: rootfs.clone(),
+            guest: "/".into(),
+            access: root_access,
+        }];
+        for m in &spec.mounts {
+            let guest = m.destination.display().to_string();
+            let source = bundle.join(&m.source);
+            let meta = std::fs::metadata(&source).map_err(|e| ResolveError::MountSource {
+                path: source.clone(),
+                guest: guest.clone(),
+                reason: e.to_string(),
+            })?;
+            if !meta.is_dir() {
+                // WASI preopens are directories; a file bind mount (e.g. /etc/hosts) is skipped.
+                tracing::debug!(source = %source.display(), %guest, "skipping file bind mount");
+                continue;
+            }
+            let host = canonical_dir(&source).map_err(|e| ResolveError::MountSource {
+                path: source.clone(),
+                guest: guest.clone(),
+                reason: e.to_string(),
+            })?;
+            let access = if m.readonly {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            preopens.push(Preopen {
+                host,
+                guest,
+                access,
+            });
+        }
+        if spec.cwd != Path::new("/") {
+            if let Some(cwd) = map_guest_dir(&preopens, &spec.cwd) {
+                preopens.push(cwd);
+            }
+        }
+
+        let module =
+            resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint).map_err(|source| {
+                ResolveError::Entrypoint {
+                    entrypoint: spec.entrypoint.clone(),
+                    rootfs: rootfs.clone(),
+                    source,
+                }
+            })?;
+
+        Ok(RunPlan {
+            module,
+            export: spec.export.clone(),
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            preopens,
+            memory_limit: spec.memory_limit,
+        })
+    }
+
+    /// A plan for a bare module: `args[0]` is the module path as given, and exactly `dirs` are
+    /// preopened.
+    pub fn for_module(
+        module: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        dirs: &[DirGrant],
+    ) -> Result<Self, ResolveError> {
+        let mut preopens = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let host = canonical_dir(&d.host).map_err(|e| ResolveError::MountSource {
+                path: d.host.clone(),
+                guest: d.guest.clone(),
+                reason: e.to_string(),
+            })?;
+            preopens.push(Preopen {
+                host,
+                guest: d.guest.clone(),
+                access: d.access,
+            });
+        }
+        let mut argv = vec![module.display().to_string()];
+        argv.extend(args);
+        Ok(RunPlan {
+            module: module.to_path_buf(),
+            export: None,
+            args: argv,
+            env,
+            preopens,
+            memory_limit: None,
+        })
+    }
+
+    /// Set the memory cap (bytes) on a plan.
+    pub fn with_memory_limit(mut self, limit: Option<u64>) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+}
+
+fn canonical_dir(path: &Path) -> std::io::Result<PathBuf> {
+    let canonical = path.canonicalize()?;
+    if !canonical.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The preopen whose guest path is the longest prefix of `guest` (mounts shadow the rootfs).
+fn owning_preopen<'a>(preopens: &'a [Preopen], guest: &Path) -> Option<(&'a Preopen, PathBuf)> {
+    preopens
+        .iter()
+        .filter_map(|p| {
+            let rest = guest.strip_prefix(&p.guest).ok()?;
+            Some((p, rest.to_path_buf()))
+        })
+        .max_by_key(|(p, _)| p.guest.len())
+}
+
+/// Map the guest's working directory to a `.` preopen so relative paths resolve there.
+fn map_guest_dir(preopens: &[Preopen], cwd: &Path) -> Option<Preopen> {
+    let (owner, rest) = owning_preopen(preopens, cwd)?;
+    let host = secure_join(&owner.host, &rest).ok()?;
+    if !host.is_dir() {
+        return None;
+    }
+    Some(Preopen {
+        host,
+        guest: ".".into(),
+        access: owner.access,
+    })
+}
+
+/// Resolve `process.args[0]`: absolute, or relative to `cwd`, inside the guest's view.
+fn resolve_entrypoint(preopens: &[Preopen], cwd: &Path, entry: &Path) -> std::io::Result<PathBuf> {
+    let guest = normalize(&cwd.join(entry));
+    let (owner, rest) = owning_preopen(preopens, &guest).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "outside every preopen")
+    })?;
+    secure_join(&owner.host, &rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::MountSpec;
+    use std::os::unix::fs::symlink;
+
+    fn workload(entry: &str, cwd: &str, mounts: Vec<MountSpec>) -> WorkloadSpec {
+        WorkloadSpec {
+            entrypoint: entry.into(),
+            export: None,
+            args: vec![entry.into()],
+            env: vec![],
+            cwd: cwd.into(),
+            root: "rootfs".into(),
+            root_readonly: false,
+            mounts,
+            memory_limit: Some(1 << 20),
+        }
+    }
+
+    fn bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("rootfs/app")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+        std::fs::write(dir.path().join("rootfs/app/main.wasm"), b"\0asm").expect("write");
+        dir
+    }
+
+    #[test]
+    fn rootfs_and_mounts_become_preopens() {
+        let b = bundle();
+        let root = b.path().join("rootfs").canonicalize().expect("canonical");
+        let data = b.path().join("data").canonicalize().expect("canonical");
+        let spec = workload(
+            "/app/main.wasm",
+            "/",
+            vec![MountSpec {
+                destination: "/data".into(),
+                source: data.clone(),
+                readonly: true,
+            }],
+        );
+        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        assert_eq!(plan.module, root.join("app/main.wasm"));
+        assert_eq!(
+            plan.preopens,
+            vec![
+                Preopen {
+                    host: root,
+                    guest: "/".into(),
+                    access: Access::ReadWrite
+                },
+                Preopen {
+                    host: data,
+                    guest: "/data".into(),
+                    access: Access::ReadOnly
+                },
+            ]
+        );
+        assert_eq!(plan.memory_limit, Some(1 << 20));
+    }
+
+    #[test]
+    fn relative_entrypoint_resolves_from_cwd_and_cwd_is_preopened_as_dot() {
+        let b = bundle();
+        let root = b.path().join("rootfs").canonicalize().expect("canonical");
+        let mut spec = workload("main.wasm", "/app", vec![]);
+        spec.root_readonly = true;
+        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        assert_eq!(plan.module, root.join("app/main.wasm"));
+        assert_eq!(
+            plan.preopens.last(),
+            Some(&Preopen {
+                host: root.join("app"),
+                guest: ".".into(),
+                access: Access::ReadOnly
+            })
+        );
+    }
+
+    #[test]
+    fn entrypoint_cannot_leave_the_rootfs() {
+        let b = bundle();
+        let root = b.path().join("rootfs").canonicalize().expect("canonical");
+        std::fs::write(b.path().join("outside.wasm"), b"\0asm").expect("write");
+        symlink("../../outside.wasm", b.path().join("rootfs/app/link.wasm")).expect("symlink");
+        for entry in ["../outside.wasm", "/../outside.wasm", "/app/link.wasm"] {
+            let plan =
+                RunPlan::resolve(&workload(entry, "/app", vec![]), b.path()).expect("resolve");
+            assert!(
+                plan.module.starts_with(&root),
+                "{entry} -> {}",
+                plan.module.display()
+            );
+            assert!(
+                !plan.module.exists(),
+                "{entry} reached {}",
+                plan.module.display()
+            );
+        }
+    }
+
+    #[test]
+    fn missing_rootfs_and_mount_source_name_the_path() {
+        let b = bundle();
+        let mut spec = workload("/app/main.wasm", "/", vec![]);
+        spec.root = "nope".into();
+        let err = RunPlan::resolve(&spec, b.path()).expect_err("no rootfs");
+        assert!(err.to_string().contains("nope"), "{err}");
+
+        let spec = workload(
+            "/app/main.wasm",
+            "/",
+            vec![MountSpec {
+                destination: "/data".into(),
+                source: "/nonexistent/src".into(),
+                readonly: false,
+            }],
+        );
+        let err = RunPlan::resolve(&spec, b.path()).expect_err("no source");
+        assert!(err.to_string().contains("/nonexistent/src"), "{err}");
+        assert!(err.to_string().contains("/data"), "{err}");
+    }
+
+    #[test]
+    fn parses_dir_grants() {
+        let g = DirGrant::parse("/srv/data::/data:ro").expect("grant");
+        assert_eq!(
+            g,
+            DirGrant {
+                host: "/srv/data".into(),
+                guest: "/data".into(),
+                access: Access::ReadOnly
+            }
+        );
+        let g = DirGrant::parse("./out").expect("grant");
+        assert_eq!(g.guest, "./out");
+        assert_eq!(g.access, Access::ReadWrite);
+        assert!(DirGrant::parse("::/x").is_err());
+        assert!(DirGrant::parse("/x::").is_err());
+    }
+}
