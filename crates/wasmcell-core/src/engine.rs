@@ -55,17 +55,21 @@ pub enum GuestExit {
     Exited(i32),
     /// Trapped; the message names the trap.
     Trapped(String),
+    /// Trapped after its memory limit refused a growth; the message says which limit.
+    OutOfMemory(String),
     /// Stopped from outside through an [`Interrupt`], carrying the signal number asked for.
     Interrupted(i32),
 }
 
 impl GuestExit {
     /// The process exit status for this ending: the guest's own status,
-    /// [`EXIT_TRAP`](crate::EXIT_TRAP) for a trap, `128 + signal` for an interrupt.
+    /// [`EXIT_TRAP`](crate::EXIT_TRAP) for a trap, [`EXIT_OOM`](crate::EXIT_OOM) when the memory
+    /// limit was hit (as for a container the kernel OOM-killed), `128 + signal` for an interrupt.
     pub fn code(&self) -> i32 {
         match self {
             GuestExit::Exited(code) => *code,
             GuestExit::Trapped(_) => crate::EXIT_TRAP,
+            GuestExit::OutOfMemory(_) => crate::EXIT_OOM,
             GuestExit::Interrupted(signal) => 128 + signal,
         }
     }

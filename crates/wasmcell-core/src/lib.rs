@@ -38,3 +38,6 @@ pub const EXIT_NOT_RUNNABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 /// Exit status reported when the guest trapped (as a process killed by SIGABRT would).
 pub const EXIT_TRAP: i32 = 134;
+/// Exit status reported when the guest hit its memory limit (as for a container the kernel
+/// OOM-killed: 128 + SIGKILL).
+pub const EXIT_OOM: i32 = 137;

@@ -1,1 +1,14 @@
-pub fn x() {}
+//! The Wasmtime engine for wasmcell: runs core modules on WASI 0.1 and components on WASI 0.2.
+//!
+//! Build one [`WasmtimeEngine`] per process and share it: it owns the compiler configuration and
+//! the epoch ticker that lets an [`Interrupt`](wasmcell_core::Interrupt) stop a spinning guest.
+#![warn(missing_docs)]
+
+mod component;
+mod core_module;
+mod engine;
+mod exit;
+mod limits;
+mod wasi;
+
+pub use engine::WasmtimeEngine;

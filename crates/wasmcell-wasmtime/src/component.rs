@@ -1,0 +1,100 @@
+use wasmcell_core::{EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::Store;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::exit::{classify, watch_interrupt};
+use crate::limits::MemoryCap;
+
+struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    cap: MemoryCap,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+pub(crate) fn compile(
+    engine: &wasmtime::Engine,
+    wasm: &WasmBinary,
+) -> Result<Component, EngineError> {
+    Component::new(engine, wasm.bytes()).map_err(|e| EngineError::Compile {
+        module: wasm.path().display().to_string(),
+        reason: format!("{e:#}"),
+    })
+}
+
+pub(crate) fn run(
+    engine: &wasmtime::Engine,
+    plan: &RunPlan,
+    wasm: &WasmBinary,
+    stdio: Stdio,
+    interrupt: &Interrupt,
+) -> Result<GuestExit, EngineError> {
+    let component = compile(engine, wasm)?;
+    let module_name = wasm.path().display().to_string();
+    let link_err = |reason: String| EngineError::Link {
+        module: module_name.clone(),
+        reason,
+    };
+
+    let mut linker: Linker<Host> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_err(format!("{e:#}")))?;
+
+    let wasi = crate::wasi::builder(plan, stdio)?.build();
+    let mut store = Store::new(
+        engine,
+        Host {
+            wasi,
+            table: ResourceTable::new(),
+            cap: MemoryCap::new(plan.memory_limit),
+        },
+    );
+    store.limiter(|h| &mut h.cap);
+    watch_interrupt(&mut store, interrupt);
+
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| link_err(format!("{e:#}")))?;
+
+    if let Some(export) = plan.export.as_deref() {
+        let instance = match pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => return Ok(classify(e, &store.data().cap)),
+        };
+        let func = instance
+            .get_typed_func::<(), ()>(&mut store, export)
+            .map_err(|e| {
+                link_err(format!(
+                    "component has no export {export} taking no arguments: {e:#}"
+                ))
+            })?;
+        return Ok(match func.call(&mut store, ()) {
+            Ok(()) => GuestExit::Exited(0),
+            Err(e) => classify(e, &store.data().cap),
+        });
+    }
+
+    let command = CommandPre::new(pre).map_err(|e| {
+        link_err(format!(
+            "component does not export wasi:cli/run (is it a wasi:cli/command?): {e:#}"
+        ))
+    })?;
+    let command = match command.instantiate(&mut store) {
+        Ok(c) => c,
+        Err(e) => return Ok(classify(e, &store.data().cap)),
+    };
+    Ok(match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => GuestExit::Exited(0),
+        Ok(Err(())) => GuestExit::Exited(1),
+        Err(e) => classify(e, &store.data().cap),
+    })
+}

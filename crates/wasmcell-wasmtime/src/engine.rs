@@ -1,0 +1,109 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmcell_core::{
+    Engine, EngineError, GuestExit, Interrupt, ModuleKind, RunPlan, Stdio, WasmBinary,
+};
+
+/// How often the epoch advances; an interrupt is seen within about one tick of guest execution.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Wasmtime behind the [`Engine`] trait.
+#[derive(Debug)]
+pub struct WasmtimeEngine {
+    engine: wasmtime::Engine,
+    ticker: Option<EpochTicker>,
+}
+
+impl WasmtimeEngine {
+    /// Build the engine (Cranelift, component model, epoch interruption) and start its ticker.
+    pub fn new() -> Result<Self, EngineError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| EngineError::Config {
+            engine: "wasmtime",
+            reason: format!("{e:#}"),
+        })?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(|e| EngineError::Config {
+            engine: "wasmtime",
+            reason: format!("failed to start the epoch ticker thread: {e}"),
+        })?;
+        Ok(WasmtimeEngine {
+            engine,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The underlying Wasmtime engine.
+    pub fn inner(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+}
+
+impl Drop for WasmtimeEngine {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.stop();
+        }
+    }
+}
+
+impl Engine for WasmtimeEngine {
+    fn name(&self) -> &'static str {
+        "wasmtime"
+    }
+
+    fn prepare(&self, wasm: &WasmBinary) -> Result<(), EngineError> {
+        match wasm.kind() {
+            ModuleKind::Core => crate::core_module::compile(&self.engine, wasm).map(drop),
+            ModuleKind::Component => crate::component::compile(&self.engine, wasm).map(drop),
+        }
+    }
+
+    fn run(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        stdio: Stdio,
+        interrupt: &Interrupt,
+    ) -> Result<GuestExit, EngineError> {
+        tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
+        match wasm.kind() {
+            ModuleKind::Core => crate::core_module::run(&self.engine, plan, wasm, stdio, interrupt),
+            ModuleKind::Component => {
+                crate::component::run(&self.engine, plan, wasm, stdio, interrupt)
+            }
+        }
+    }
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`].
+#[derive(Debug)]
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmcell-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,43 @@
+use wasmcell_core::{GuestExit, Interrupt};
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::limits::MemoryCap;
+
+/// Error raised from the epoch callback when an [`Interrupt`] was triggered.
+#[derive(Debug, thiserror::Error)]
+#[error("guest interrupted by signal {0}")]
+pub(crate) struct Interrupted(pub(crate) i32);
+
+/// Check the interrupt at every epoch tick.
+pub(crate) fn watch_interrupt<T: 'static>(store: &mut Store<T>, interrupt: &Interrupt) {
+    let interrupt = interrupt.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| match interrupt.requested() {
+        Some(signal) => Err(wasmtime::Error::new(Interrupted(signal))),
+        None => Ok(UpdateDeadline::Continue(1)),
+    });
+}
+
+/// Turn the error that ended a guest call into how the guest ended.
+pub(crate) fn classify(error: wasmtime::Error, cap: &MemoryCap) -> GuestExit {
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return GuestExit::Exited(exit.0);
+    }
+    if let Some(Interrupted(signal)) = error.downcast_ref::<Interrupted>() {
+        return GuestExit::Interrupted(*signal);
+    }
+    let what = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => error
+            .chain()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": "),
+    };
+    tracing::debug!(error = ?error, "guest trapped");
+    if cap.refused {
+        let limit = cap.limit().unwrap_or_default();
+        return GuestExit::OutOfMemory(format!("memory limit of {limit} bytes reached ({what})"));
+    }
+    GuestExit::Trapped(what)
+}

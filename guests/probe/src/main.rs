@@ -1,0 +1,95 @@
+//! A test guest that does one thing per command, so host tests can check what a guest can
+//! and cannot do. Errors are printed as `error: <kind> (errno <n>)` and exit with status 1.
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1).map(String::as_str).unwrap_or("");
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match cmd {
+        "args" => {
+            for a in &args {
+                println!("{a}");
+            }
+        }
+        "env" => {
+            let mut vars: Vec<_> = std::env::vars().collect();
+            vars.sort();
+            for (k, v) in vars {
+                println!("{k}={v}");
+            }
+        }
+        "read" => match std::fs::read_to_string(arg(2)) {
+            Ok(text) => print!("{text}"),
+            Err(e) => fail(&e),
+        },
+        "write" => match std::fs::write(arg(2), arg(3)) {
+            Ok(()) => println!("wrote {}", arg(2)),
+            Err(e) => fail(&e),
+        },
+        "ls" => match std::fs::read_dir(arg(2)) {
+            Ok(entries) => {
+                let mut names: Vec<_> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for n in names {
+                    println!("{n}");
+                }
+            }
+            Err(e) => fail(&e),
+        },
+        "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
+        "trap" => trap(),
+        "alloc" => {
+            let mib: usize = arg(2).parse().unwrap_or(1);
+            let mut blocks = Vec::new();
+            for i in 0..mib {
+                blocks.push(vec![i as u8; 1 << 20]);
+            }
+            println!("allocated {} MiB", blocks.len());
+        }
+        "sleep" => {
+            let ms: u64 = arg(2).parse().unwrap_or(1000);
+            std::thread::sleep(Duration::from_millis(ms));
+            println!("slept {ms} ms");
+        }
+        "spin" => {
+            println!("spinning");
+            let _ = std::io::stdout().flush();
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "cat" => {
+            let mut input = String::new();
+            match std::io::stdin().read_to_string(&mut input) {
+                Ok(_) => print!("{input}"),
+                Err(e) => fail(&e),
+            }
+        }
+        "stderr" => eprintln!("{}", arg(2)),
+        _ => {
+            eprintln!("probe: unknown command {cmd:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn fail(e: &std::io::Error) -> ! {
+    println!("error: {:?} (errno {})", e.kind(), e.raw_os_error().unwrap_or(-1));
+    std::process::exit(1);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn trap() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn trap() -> ! {
+    std::process::abort()
+}
