@@ -47,6 +47,8 @@ pub(crate) fn run(
     };
 
     let mut linker: Linker<Host> = Linker::new(engine);
+    // `wasi:cli/exit.exit` says only success (0) or failure (1); components that call
+    // `exit-with-code` (wasi:cli 0.2.6) get their full status.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_err(format!("{e:#}")))?;
 
     let wasi = crate::wasi::builder(plan, stdio)?.build();

@@ -27,7 +27,7 @@ pub(crate) fn classify(error: wasmtime::Error, cap: &MemoryCap) -> GuestExit {
         return GuestExit::Interrupted(*signal);
     }
     let what = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => error
             .chain()
             .map(|e| e.to_string())

@@ -1,0 +1,2 @@
+pub(crate) mod image;
+pub(crate) mod run;
