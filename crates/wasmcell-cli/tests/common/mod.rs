@@ -91,6 +91,10 @@ pub fn bundle(
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).expect("mkdir rootfs");
     std::fs::copy(module, rootfs.join("app.wasm")).expect("copy module");
+    let mut process = process;
+    if process.get("user").is_none() {
+        process["user"] = serde_json::json!({ "uid": 0, "gid": 0 });
+    }
     let mut config = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": process,

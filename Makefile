@@ -1,0 +1,27 @@
+# wasmcell: `make demo` runs the main job end to end, `make test` runs every test.
+CARGO ?= cargo
+SYSTEM_PACKAGES ?= containerd runc
+HELLO := target/guests/wasm32-wasip1/release/hello.wasm
+
+.PHONY: all deps build demo test fmt clippy
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh $(SYSTEM_PACKAGES)
+
+build: deps
+	$(CARGO) build --release -p wasmcell-cli -p wasmcell-test-guests
+
+demo: build
+	@echo "== wasmcell run $(HELLO)"
+	./target/release/wasmcell run $(HELLO)
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps fmt clippy
+	$(CARGO) test --workspace
