@@ -1,0 +1,295 @@
+//! The shim binary's three roles: `start` (find or launch the shim server for a container's
+//! group and print its ttrpc address), `delete` (clean up after a shim that died), and the
+//! server itself (no action).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim_sync::create_task;
+use containerd_shim::protos::ttrpc::{MethodHandler, Server};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Flags, Task};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroup::Cgroup;
+use crate::events::Events;
+use crate::reaper::Reaper;
+use crate::service::{timestamp, unmount_rootfs, ExitSignal, StateRecord, TaskService, STATE_FILE};
+
+/// Env var naming the fd of the listening socket `start` hands to the server it launches.
+const LISTEN_FD_ENV: &str = "WASMCELL_SHIM_LISTEN_FD";
+const LISTEN_FD: i32 = 3;
+/// Annotation that groups the containers of one Kubernetes pod into one shim.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+pub(crate) fn main(args: &[String]) -> i32 {
+    let flags = match containerd_shim::parse(&args[1..]) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("containerd-shim-wasmcell-v1: {e}");
+            return 2;
+        }
+    };
+    if flags.version {
+        println!("containerd-shim-wasmcell-v1 {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    if flags.namespace.is_empty() {
+        eprintln!("containerd-shim-wasmcell-v1: -namespace is required");
+        return 2;
+    }
+    let result = match flags.action.as_str() {
+        "start" => start(&flags).map(|address| {
+            print!("{address}");
+            let _ = std::io::stdout().flush();
+        }),
+        "delete" => delete(&flags),
+        "" => serve(&flags),
+        other => Err(format!("unknown action {other:?}")),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("containerd-shim-wasmcell-v1: {e}");
+            1
+        }
+    }
+}
+
+/// The group a container's shim serves: its pod (sandbox id) or itself.
+fn grouping(bundle: &Path, id: &str) -> String {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+    spec.as_ref()
+        .and_then(|s| s.annotations().as_ref())
+        .and_then(|a| a.get(SANDBOX_ID))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn start(flags: &Flags) -> Result<String, String> {
+    let bundle =
+        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+    let group = grouping(&bundle, &flags.id);
+    let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
+    let path = socket_path(&address);
+
+    if UnixStream::connect(&path).is_err() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        match UnixListener::bind(&path) {
+            Ok(listener) => launch_server(flags, &group, &address, listener)?,
+            // Another start for the same group won the race; its server is coming up.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(format!("failed to listen on {}: {e}", path.display())),
+        }
+    }
+    std::fs::write(bundle.join("address"), &address)
+        .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
+    Ok(address)
+}
+
+fn launch_server(
+    flags: &Flags,
+    group: &str,
+    address: &str,
+    listener: UnixListener,
+) -> Result<(), String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("failed to find the shim binary: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "-namespace",
+        &flags.namespace,
+        "-id",
+        group,
+        "-address",
+        &flags.address,
+    ])
+    .args(["-socket", address])
+    .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .process_group(0);
+    if flags.debug {
+        cmd.arg("-debug");
+    }
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: OwnedFd::from(listener),
+        child_fd: LISTEN_FD,
+    }])
+    .map_err(|e| format!("failed to pass the shim socket: {e}"))?;
+    cmd.spawn()
+        .map_err(|e| format!("failed to launch the shim server: {e}"))?;
+    Ok(())
+}
+
+fn socket_path(address: &str) -> PathBuf {
+    PathBuf::from(address.strip_prefix("unix://").unwrap_or(address))
+}
+
+fn serve(flags: &Flags) -> Result<(), String> {
+    init_logging(flags.debug);
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "failed to become a child subreaper");
+    }
+    let listen_fd = match std::env::var(LISTEN_FD_ENV) {
+        Ok(_) => {
+            // SAFETY: `start` maps the listening socket to LISTEN_FD when it launches this
+            // process and sets LISTEN_FD_ENV; nothing else here owns that fd.
+            #[allow(unsafe_code)]
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FD) };
+            std::env::remove_var(LISTEN_FD_ENV);
+            fd
+        }
+        Err(_) => {
+            let path = socket_path(&flags.socket);
+            let _ = std::fs::remove_file(&path);
+            OwnedFd::from(
+                UnixListener::bind(&path)
+                    .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?,
+            )
+        }
+    };
+
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| {
+        "TTRPC_ADDRESS is not set; the shim must be started by containerd".to_string()
+    })?;
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
+    let events = Events::start(publisher, flags.namespace.clone());
+    let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
+    let exit = Arc::new(ExitSignal::default());
+    let service: Arc<dyn Task + Send + Sync> =
+        Arc::new(TaskService::new(events, reaper, exit.clone()));
+
+    let mut server = Server::new()
+        .add_listener(listen_fd.into_raw_fd())
+        .map_err(|e| format!("failed to use the shim socket: {e}"))?
+        .register_service(task_methods(service));
+    server
+        .start()
+        .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
+    tracing::info!(socket = %flags.socket, group = %flags.id, "shim serving");
+    exit.wait();
+    // Stop serving, but never let a stuck connection keep the shim alive.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.shutdown();
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    tracing::info!("shim exiting");
+    Ok(())
+}
+
+/// The Task service under both names containerd uses: `containerd.task.v3.Task` (containerd
+/// 2.x) and `containerd.task.v2.Task` (containerd 1.6 and 1.7); the messages are the same.
+fn task_methods(
+    service: Arc<dyn Task + Send + Sync>,
+) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
+    let mut methods = create_task(service.clone());
+    for (name, handler) in create_task(service) {
+        let v2 = name.replace("/containerd.task.v3.Task/", "/containerd.task.v2.Task/");
+        methods.insert(v2, handler);
+    }
+    methods
+}
+
+/// Logs go to the `log` FIFO containerd reads in the bundle directory (never blocking the shim:
+/// when containerd is not reading, lines are dropped).
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let log = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open("log");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    let _ = match log {
+        Ok(file) => builder.with_writer(Arc::new(file)).try_init(),
+        Err(_) => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+/// `delete`: containerd calls this after a shim died. Kill what is left of the guest, remove
+/// its cgroup and rootfs mount, and report the task as killed.
+fn delete(flags: &Flags) -> Result<(), String> {
+    let bundle =
+        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+    let record: Option<StateRecord> = std::fs::read(bundle.join(STATE_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut pid = 0;
+    if let Some(record) = record {
+        pid = record.pid;
+        if guest_alive(record.pid) {
+            let _ = kill(Pid::from_raw(record.pid as i32), Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while guest_alive(record.pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Some(path) = record.cgroup {
+            if let Ok(cg) = Cgroup::open(&path, &flags.id) {
+                cg.remove();
+            }
+        }
+        let _ = std::fs::remove_file(bundle.join(STATE_FILE));
+    }
+    unmount_rootfs(&bundle);
+    let response = DeleteResponse {
+        pid,
+        exit_status: 137,
+        exited_at: MessageField::some(timestamp(None)),
+        ..Default::default()
+    };
+    let bytes = response
+        .write_to_bytes()
+        .map_err(|e| format!("failed to encode the delete response: {e}"))?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| format!("failed to write the delete response: {e}"))
+}
+
+/// True when `pid` is still one of our guest processes (not exited, not reused by another
+/// program, not a zombie).
+fn guest_alive(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let is_guest = cmdline
+        .split(|b| *b == 0)
+        .nth(1)
+        .is_some_and(|arg| arg == crate::guest::SUBCOMMAND.as_bytes());
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    is_guest && !zombie
+}

@@ -1,0 +1,126 @@
+//! The container's cgroup, through youki's `libcgroups` (v1, v2 and hybrid hosts).
+
+use std::path::{Path, PathBuf};
+
+use containerd_shim::protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
+};
+use libcgroups::common::{
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use crate::ShimError;
+
+/// A container's cgroup: created at Create, the guest process placed in it, removed at Delete.
+pub(crate) struct Cgroup {
+    path: PathBuf,
+    manager: AnyCgroupManager,
+}
+
+impl std::fmt::Debug for Cgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cgroup").field("path", &self.path).finish()
+    }
+}
+
+impl Cgroup {
+    /// The cgroup named by `linux.cgroupsPath` (default `/wasmcell/<id>`).
+    pub(crate) fn for_spec(spec: &Spec, id: &str) -> Result<Self, ShimError> {
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .unwrap_or_else(|| PathBuf::from(format!("/wasmcell/{id}")));
+        Self::open(&path, id)
+    }
+
+    /// A manager for the cgroup at `path` (created on first use).
+    pub(crate) fn open(path: &Path, id: &str) -> Result<Self, ShimError> {
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: path.to_path_buf(),
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        })
+        .map_err(|e| cgroup_err("set up", path, e))?;
+        Ok(Cgroup {
+            path: path.to_path_buf(),
+            manager,
+        })
+    }
+
+    /// The cgroup path as in the spec.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Put `pid` in the cgroup and apply the spec's resource limits.
+    pub(crate) fn add(
+        &self,
+        pid: i32,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(), ShimError> {
+        self.manager
+            .add_task(Pid::from_raw(pid))
+            .map_err(|e| cgroup_err("add the guest to", &self.path, e))?;
+        if let Some(resources) = resources {
+            let opt = ControllerOpt {
+                resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            };
+            self.manager
+                .apply(&opt)
+                .map_err(|e| cgroup_err("apply resources to", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Memory, CPU and pid figures in containerd's cgroup v1 metrics form.
+    pub(crate) fn metrics(&self) -> Result<Metrics, ShimError> {
+        let stats = self
+            .manager
+            .stats()
+            .map_err(|e| cgroup_err("read stats of", &self.path, e))?;
+        let mut metrics = Metrics::new();
+        let mut memory = MemoryStat::new();
+        let mut usage = MemoryEntry::new();
+        usage.usage = stats.memory.memory.usage;
+        usage.max = stats.memory.memory.max_usage;
+        usage.limit = stats.memory.memory.limit;
+        usage.failcnt = stats.memory.memory.fail_count;
+        memory.usage = Some(usage).into();
+        memory.cache = stats.memory.cache;
+        memory.rss = stats.memory.stats.get("rss").copied().unwrap_or_default();
+        metrics.memory = Some(memory).into();
+        let mut cpu = CPUStat::new();
+        let mut cpu_usage = CPUUsage::new();
+        cpu_usage.total = stats.cpu.usage.usage_total;
+        cpu_usage.user = stats.cpu.usage.usage_user;
+        cpu_usage.kernel = stats.cpu.usage.usage_kernel;
+        cpu_usage.per_cpu = stats.cpu.usage.per_core_usage_total.clone();
+        cpu.usage = Some(cpu_usage).into();
+        metrics.cpu = Some(cpu).into();
+        let mut pids = PidsStat::new();
+        pids.current = stats.pids.current;
+        pids.limit = stats.pids.limit;
+        metrics.pids = Some(pids).into();
+        Ok(metrics)
+    }
+
+    /// Remove the cgroup (it must hold no process).
+    pub(crate) fn remove(&self) {
+        if let Err(e) = self.manager.remove() {
+            tracing::warn!(cgroup = %self.path.display(), error = %e, "failed to remove cgroup");
+        }
+    }
+}
+
+fn cgroup_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ShimError {
+    ShimError::io(
+        format!("failed to {what} cgroup {}", path.display()),
+        std::io::Error::other(e.to_string()),
+    )
+}

@@ -1,0 +1,98 @@
+//! The guest process: a re-exec of the shim binary as `guest`, one per container.
+//!
+//! It prepares the workload (bundle -> run plan, module read and compiled) and reports on the
+//! control socket at fd 3: `ready`, or `error <exit code> <message>`. It then waits for the
+//! shim's start byte, runs the guest with the container's stdio (its own fds 0-2), and exits
+//! with the guest's status. `oom` is reported on the socket before an out-of-memory exit. If the
+//! shim goes away before start, the socket reads end-of-file and the process exits unrun.
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_wasmtime::WasmtimeEngine;
+
+/// argv\[1\] that selects the guest process.
+pub(crate) const SUBCOMMAND: &str = "guest";
+/// The fd the control socket is mapped to in the guest process.
+pub(crate) const CONTROL_FD: i32 = 3;
+/// The byte the shim writes to start the guest.
+pub(crate) const START: u8 = b's';
+
+/// Exit status when the shim went away before starting the guest.
+const EXIT_NOT_STARTED: i32 = 137;
+
+pub(crate) fn main(args: &[String]) -> i32 {
+    let Some(bundle) = flag(args, "--bundle") else {
+        eprintln!("containerd-shim-wasmcell-v1 guest: missing --bundle");
+        return 2;
+    };
+    let id = flag(args, "--id").unwrap_or_default();
+    // SAFETY: the shim maps the child end of a fresh socket pair to CONTROL_FD when it spawns
+    // this process (see instance.rs); nothing else in this process owns or closes that fd.
+    #[allow(unsafe_code)]
+    let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
+    let mut control = UnixStream::from(control);
+
+    let prepared = prepare(&PathBuf::from(bundle));
+    let (plan, wasm, engine) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(
+                control,
+                "error {} {}",
+                e.exit_code(),
+                one_line(&e.to_string())
+            );
+            return e.exit_code();
+        }
+    };
+    if writeln!(control, "ready").is_err() {
+        return EXIT_NOT_STARTED;
+    }
+    let mut byte = [0u8; 1];
+    match control.read(&mut byte) {
+        Ok(1) if byte[0] == START => {}
+        _ => return EXIT_NOT_STARTED,
+    }
+    tracing::debug!(container = %id, "guest starting");
+    match engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new()) {
+        Ok(exit) => {
+            match &exit {
+                GuestExit::Trapped(m) => eprintln!("wasmcell: guest trapped: {m}"),
+                GuestExit::OutOfMemory(m) => {
+                    let _ = writeln!(control, "oom");
+                    eprintln!("wasmcell: guest ran out of memory: {m}");
+                }
+                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            }
+            let _ = std::io::stdout().flush();
+            exit.code()
+        }
+        Err(e) => {
+            eprintln!("wasmcell: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn prepare(
+    bundle: &std::path::Path,
+) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), wasmcell_core::Error> {
+    let plan = RunPlan::from_bundle(bundle)?;
+    let wasm = WasmBinary::read(&plan.module)?;
+    let engine = WasmtimeEngine::new()?;
+    engine.prepare(&wasm)?;
+    Ok((plan, wasm, engine))
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " ")
+}

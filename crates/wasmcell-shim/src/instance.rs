@@ -1,0 +1,295 @@
+//! One container in the shim: its guest process, its state, and the transitions
+//! created -> running -> stopped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use command_fds::{CommandFdExt, FdMapping};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroup::Cgroup;
+use crate::guest::{CONTROL_FD, START, SUBCOMMAND};
+use crate::stdio::GuestStdio;
+use crate::ShimError;
+
+/// How long the guest process may take to prepare (read, validate, compile) its module.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+/// What containerd asked for at Create.
+#[derive(Debug, Clone)]
+pub(crate) struct CreateRequest {
+    pub(crate) id: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) stdin: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) status: Status,
+    pub(crate) exit_code: u32,
+    pub(crate) exited_at: Option<SystemTime>,
+    pub(crate) oom: bool,
+}
+
+/// A container and its guest process.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) req: CreateRequest,
+    pub(crate) pid: u32,
+    pub(crate) cgroup: Option<Cgroup>,
+    control: Mutex<Option<UnixStream>>,
+    state: Mutex<State>,
+    exited: Condvar,
+}
+
+impl Instance {
+    /// Spawn the guest process, place it in the container's cgroup and wait until it has
+    /// prepared the workload. A workload error ends the process and is returned.
+    pub(crate) fn create(req: CreateRequest, spec: &Spec) -> Result<Self, ShimError> {
+        let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| ShimError::io("failed to create the guest control socket", e))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| ShimError::io("failed to find the shim binary", e))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(SUBCOMMAND)
+            .arg("--bundle")
+            .arg(&req.bundle)
+            .arg("--id")
+            .arg(&req.id)
+            .current_dir(&req.bundle)
+            .env_clear()
+            .stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        cmd.fd_mappings(vec![FdMapping {
+            parent_fd: OwnedFd::from(theirs),
+            child_fd: CONTROL_FD,
+        }])
+        .map_err(|e| {
+            ShimError::io(
+                "failed to map the guest control socket",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+
+        let child = cmd.spawn().map_err(|e| {
+            ShimError::io(
+                format!("failed to start the guest process for {}", req.id),
+                e,
+            )
+        })?;
+        drop(cmd);
+        let pid = child.id();
+        // The reaper owns waiting; `child` is never waited on.
+        drop(child);
+
+        let cgroup = match Cgroup::for_spec(spec, &req.id) {
+            Ok(cg) => {
+                let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+                match cg.add(pid as i32, resources) {
+                    Ok(()) => Some(cg),
+                    Err(e) => {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        cg.remove();
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                return Err(e);
+            }
+        };
+
+        let instance = Instance {
+            req,
+            pid,
+            cgroup,
+            control: Mutex::new(None),
+            state: Mutex::new(State {
+                status: Status::Created,
+                exit_code: 0,
+                exited_at: None,
+                oom: false,
+            }),
+            exited: Condvar::new(),
+        };
+        match read_ready(&ours) {
+            Ok(()) => {
+                *lock(&instance.control) = Some(ours);
+                Ok(instance)
+            }
+            Err(e) => {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Let the prepared guest run.
+    pub(crate) fn start(&self) -> Result<(), ShimError> {
+        let mut state = self.state();
+        match state.status {
+            Status::Created => {}
+            Status::Running => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {} is already running",
+                    self.req.id
+                )))
+            }
+            Status::Stopped => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {} has already exited",
+                    self.req.id
+                )))
+            }
+        }
+        let mut control = lock(&self.control);
+        let sent = control.as_mut().map(|c| c.write_all(&[START]));
+        match sent {
+            Some(Ok(())) => {
+                state.status = Status::Running;
+                Ok(())
+            }
+            Some(Err(e)) => Err(ShimError::io(
+                format!("failed to start container {}", self.req.id),
+                e,
+            )),
+            None => Err(ShimError::FailedPrecondition(format!(
+                "container {} has no guest process",
+                self.req.id
+            ))),
+        }
+    }
+
+    /// Send `signal` to the guest process.
+    pub(crate) fn kill(&self, signal: u32) -> Result<(), ShimError> {
+        let signal = Signal::try_from(signal as i32)
+            .map_err(|_| ShimError::InvalidArgument(format!("invalid signal {signal}")))?;
+        if self.state().status == Status::Stopped {
+            return Err(ShimError::NotFound(format!(
+                "process of container {} already finished",
+                self.req.id
+            )));
+        }
+        kill(Pid::from_raw(self.pid as i32), signal).map_err(|e| {
+            ShimError::io(
+                format!("failed to signal container {}", self.req.id),
+                e.into(),
+            )
+        })
+    }
+
+    /// Record the guest's exit (called by the reaper). Returns whether it ran out of memory.
+    pub(crate) fn set_exited(&self, code: i32) -> bool {
+        let oom = self.read_oom();
+        let mut state = self.state();
+        state.status = Status::Stopped;
+        state.exit_code = code as u32;
+        state.exited_at = Some(SystemTime::now());
+        state.oom = oom;
+        *lock(&self.control) = None;
+        self.exited.notify_all();
+        oom
+    }
+
+    /// Block until the guest has exited.
+    pub(crate) fn wait(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state();
+        while state.status != Status::Stopped {
+            state = match self.exited.wait(state) {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+        }
+        state
+    }
+
+    /// Block until the guest has exited or `timeout` passed; true when it exited.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let state = self.state();
+        match self
+            .exited
+            .wait_timeout_while(state, timeout, |s| s.status != Status::Stopped)
+        {
+            Ok((s, _)) => s.status == Status::Stopped,
+            Err(_) => false,
+        }
+    }
+
+    /// The rootfs mount point when containerd passed rootfs mounts.
+    pub(crate) fn rootfs(bundle: &Path) -> PathBuf {
+        bundle.join("rootfs")
+    }
+
+    fn read_oom(&self) -> bool {
+        let control = lock(&self.control);
+        let Some(c) = control.as_ref() else {
+            return false;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(c);
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if line.trim() == "oom" {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    }
+}
+
+/// Wait for `ready` or `error <code> <message>` from the guest process.
+fn read_ready(control: &UnixStream) -> Result<(), ShimError> {
+    let _ = control.set_read_timeout(Some(PREPARE_TIMEOUT));
+    let mut line = String::new();
+    let mut reader = BufReader::new(control);
+    match reader.read_line(&mut line) {
+        Ok(0) => Err(ShimError::Workload(
+            "the guest process exited before it was ready".into(),
+        )),
+        Ok(_) if line.trim_end() == "ready" => {
+            let _ = control.set_read_timeout(None);
+            Ok(())
+        }
+        Ok(_) => {
+            let msg = line
+                .trim_end()
+                .strip_prefix("error ")
+                .unwrap_or(line.trim_end());
+            let msg = msg.split_once(' ').map_or(msg, |(_code, m)| m);
+            Err(ShimError::Workload(msg.to_string()))
+        }
+        Err(e) => Err(ShimError::io("failed to hear from the guest process", e)),
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

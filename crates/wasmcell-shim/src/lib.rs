@@ -1,0 +1,33 @@
+//! containerd shim v2 for wasmcell: `containerd-shim-wasmcell-v1`, runtime type
+//! `io.containerd.wasmcell.v1`.
+//!
+//! containerd runs the binary with `start` (answer with a ttrpc address, starting the long-lived
+//! shim server if needed), `delete` (clean up after a shim that died), or with no action (be the
+//! server). The server answers containerd's Task API ([`service`]); each container's guest runs
+//! in its own process, a re-exec of this binary as `guest` ([`guest`]), placed in the
+//! container's cgroup.
+#![warn(missing_docs)]
+
+mod bootstrap;
+mod cgroup;
+mod error;
+mod events;
+mod guest;
+mod instance;
+mod reaper;
+mod service;
+mod stdio;
+
+pub use error::ShimError;
+
+/// The runtime type containerd knows this shim by.
+pub const RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
+
+/// Entry point of `containerd-shim-wasmcell-v1`; returns the process exit status.
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(guest::SUBCOMMAND) {
+        return guest::main(&args[2..]);
+    }
+    bootstrap::main(&args)
+}

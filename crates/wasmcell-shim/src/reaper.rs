@@ -1,0 +1,110 @@
+//! Reaps every child of the shim (it is a subreaper) and hands each exit to whoever registered
+//! for that pid, even when the exit came before the registration.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use signal_hook::consts::SIGCHLD;
+use signal_hook::iterator::Signals;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+type ExitHandler = Box<dyn FnOnce(i32) + Send>;
+
+#[derive(Default)]
+struct Table {
+    handlers: HashMap<i32, ExitHandler>,
+    /// Exits seen before their handler was registered.
+    early: HashMap<i32, i32>,
+}
+
+/// The shim's one reaper thread.
+#[derive(Clone, Default)]
+pub(crate) struct Reaper {
+    inner: Arc<Mutex<Table>>,
+}
+
+impl std::fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaper").finish_non_exhaustive()
+    }
+}
+
+impl Reaper {
+    /// Start the reaper thread (it handles SIGCHLD for the whole process).
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let signals = Signals::new([SIGCHLD])?;
+        let reaper = Reaper::default();
+        let r = reaper.clone();
+        std::thread::Builder::new()
+            .name("wasmcell-reaper".into())
+            .spawn(move || r.run(signals))?;
+        Ok(reaper)
+    }
+
+    /// Run `handler` with the exit status of `pid` (128 + signal for a signalled child).
+    pub(crate) fn on_exit(&self, pid: i32, handler: impl FnOnce(i32) + Send + 'static) {
+        let Ok(mut t) = self.inner.lock() else { return };
+        match t.early.remove(&pid) {
+            Some(code) => {
+                drop(t);
+                handler(code);
+            }
+            None => {
+                t.handlers.insert(pid, Box::new(handler));
+            }
+        }
+    }
+
+    fn run(&self, mut signals: Signals) {
+        // Reap whatever is ready now, then again at every SIGCHLD.
+        self.reap_ready();
+        for _ in signals.forever() {
+            self.reap_ready();
+        }
+    }
+
+    fn reap_ready(&self) {
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) => self.deliver(pid.as_raw(), code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.deliver(pid.as_raw(), 128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "waitpid failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, pid: i32, code: i32) {
+        tracing::debug!(pid, code, "child exited");
+        // Helpers forked by containerd-shim (e.g. its rootfs mount) wait through its monitor.
+        let _ = containerd_shim::monitor::monitor_notify_by_pid(pid, code);
+        let Ok(mut t) = self.inner.lock() else { return };
+        match t.handlers.remove(&pid) {
+            Some(handler) => {
+                drop(t);
+                handler(code);
+            }
+            None => {
+                if t.early.len() >= MAX_EARLY {
+                    t.early.clear();
+                }
+                t.early.insert(pid, code);
+            }
+        }
+    }
+}
+
+/// Bound on remembered exits nobody claimed (helpers of other libraries, reparented orphans).
+const MAX_EARLY: usize = 4096;

@@ -1,0 +1,500 @@
+//! containerd's Task API, answered for every container this shim runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest,
+    PidsResponse, ResizePtyRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
+    StateResponse, StatsRequest, StatsResponse, Status, UpdateTaskRequest, WaitRequest,
+    WaitResponse,
+};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::shim::{CheckpointTaskRequest, PauseRequest, ResumeRequest};
+use containerd_shim::protos::ttrpc::{self, TtrpcContext};
+use containerd_shim::protos::types::task::ProcessInfo;
+use containerd_shim::Task;
+use oci_spec::runtime::Spec;
+
+use crate::events::Events;
+use crate::instance::{lock, CreateRequest, Instance, Status as InstanceStatus};
+use crate::reaper::Reaper;
+use crate::ShimError;
+
+/// Name of the file in the bundle that records the guest pid and cgroup, so that
+/// `containerd-shim-wasmcell-v1 delete` can clean up after a shim that died.
+pub(crate) const STATE_FILE: &str = "wasmcell-shim.json";
+
+/// Signalled when the shim should exit (Shutdown with no container left).
+#[derive(Debug, Default)]
+pub(crate) struct ExitSignal {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl ExitSignal {
+    pub(crate) fn signal(&self) {
+        *lock(&self.done) = true;
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn wait(&self) {
+        let mut done = lock(&self.done);
+        while !*done {
+            done = match self.cv.wait(done) {
+                Ok(d) => d,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+}
+
+/// The Task service of one shim process.
+#[derive(Debug)]
+pub(crate) struct TaskService {
+    instances: Arc<Mutex<HashMap<String, Arc<Instance>>>>,
+    events: Events,
+    reaper: Reaper,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    pub(crate) fn new(events: Events, reaper: Reaper, exit: Arc<ExitSignal>) -> Self {
+        TaskService {
+            instances: Arc::default(),
+            events,
+            reaper,
+            exit,
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Instance>, ShimError> {
+        lock(&self.instances)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ShimError::NotFound(id.to_string()))
+    }
+
+    fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse, ShimError> {
+        let id = req.id.clone();
+        if lock(&self.instances).contains_key(&id) {
+            return Err(ShimError::AlreadyExists(id));
+        }
+        if req.terminal {
+            return Err(ShimError::InvalidArgument(format!(
+                "container {id}: a terminal (tty) is not supported for wasm containers"
+            )));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let mounted = mount_rootfs(&bundle, &req)?;
+        let result = self.create_instance(&req, &bundle);
+        let instance = match result {
+            Ok(i) => i,
+            Err(e) => {
+                if mounted {
+                    unmount_rootfs(&bundle);
+                }
+                tracing::warn!(container = %id, error = %e, "create failed");
+                return Err(e);
+            }
+        };
+        let pid = instance.pid;
+        write_state_file(&bundle, pid, instance.cgroup.as_ref().map(|c| c.path()));
+        lock(&self.instances).insert(id.clone(), instance.clone());
+
+        let service_instances = self.instances.clone();
+        let events = self.events.clone();
+        let exited = instance.clone();
+        self.reaper.on_exit(pid as i32, move |code| {
+            let oom = exited.set_exited(code);
+            let state = exited.state();
+            if oom {
+                events.oom(TaskOOM {
+                    container_id: exited.req.id.clone(),
+                    ..Default::default()
+                });
+            }
+            events.exit(TaskExit {
+                container_id: exited.req.id.clone(),
+                id: exited.req.id.clone(),
+                pid,
+                exit_status: state.exit_code,
+                exited_at: MessageField::some(timestamp(state.exited_at)),
+                ..Default::default()
+            });
+            drop(state);
+            let _ = service_instances;
+        });
+
+        self.events.create(TaskCreate {
+            container_id: id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: false,
+                ..Default::default()
+            }),
+            pid,
+            ..Default::default()
+        });
+        tracing::info!(container = %id, pid, "created");
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn create_instance(
+        &self,
+        req: &CreateTaskRequest,
+        bundle: &Path,
+    ) -> Result<Arc<Instance>, ShimError> {
+        let spec = Spec::load(bundle.join("config.json")).map_err(|e| {
+            ShimError::Workload(format!(
+                "failed to load {}: {e}",
+                bundle.join("config.json").display()
+            ))
+        })?;
+        let create = CreateRequest {
+            id: req.id.clone(),
+            bundle: bundle.to_path_buf(),
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+        };
+        Instance::create(create, &spec)
+            .map(Arc::new)
+            .map_err(|e| match e {
+                ShimError::Workload(msg) => {
+                    ShimError::Workload(format!("container {}: {msg}", req.id))
+                }
+                other => other,
+            })
+    }
+
+    fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse, ShimError> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::NotFound(format!(
+                "exec {} in container {}",
+                req.exec_id, req.id
+            )));
+        }
+        let instance = self.get(&req.id)?;
+        let status = instance.state().status;
+        match status {
+            InstanceStatus::Running => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "cannot delete running container {}: kill it first",
+                    req.id
+                )))
+            }
+            InstanceStatus::Created => {
+                let _ = instance.kill(9);
+                if !instance.wait_timeout(Duration::from_secs(10)) {
+                    return Err(ShimError::FailedPrecondition(format!(
+                        "the guest process of container {} did not exit after SIGKILL",
+                        req.id
+                    )));
+                }
+            }
+            InstanceStatus::Stopped => {}
+        }
+        if let Some(cg) = &instance.cgroup {
+            cg.remove();
+        }
+        let bundle = instance.req.bundle.clone();
+        unmount_rootfs(&bundle);
+        let _ = std::fs::remove_file(bundle.join(STATE_FILE));
+        lock(&self.instances).remove(&req.id);
+        let state = instance.state();
+        let exited_at = timestamp(state.exited_at);
+        self.events.delete(TaskDelete {
+            container_id: req.id.clone(),
+            id: req.id.clone(),
+            pid: instance.pid,
+            exit_status: state.exit_code,
+            exited_at: MessageField::some(exited_at.clone()),
+            ..Default::default()
+        });
+        tracing::info!(container = %req.id, exit_status = state.exit_code, "deleted");
+        Ok(DeleteResponse {
+            pid: instance.pid,
+            exit_status: state.exit_code,
+            exited_at: MessageField::some(exited_at),
+            ..Default::default()
+        })
+    }
+}
+
+impl Task for TaskService {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        Ok(self.do_create(req)?)
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::Unimplemented("Exec").into());
+        }
+        let instance = self.get(&req.id)?;
+        // Hold the state lock across start and the TaskStart event, so that a quick exit's
+        // TaskExit is queued after TaskStart.
+        {
+            instance.start()?;
+            let _state = instance.state();
+            self.events.start_task(TaskStart {
+                container_id: req.id.clone(),
+                pid: instance.pid,
+                ..Default::default()
+            });
+        }
+        tracing::info!(container = %req.id, pid = instance.pid, "started");
+        Ok(StartResponse {
+            pid: instance.pid,
+            ..Default::default()
+        })
+    }
+
+    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let instance = self.get(&req.id)?;
+        let state = instance.state();
+        let status = match state.status {
+            InstanceStatus::Created => Status::CREATED,
+            InstanceStatus::Running => Status::RUNNING,
+            InstanceStatus::Stopped => Status::STOPPED,
+        };
+        Ok(StateResponse {
+            id: req.id.clone(),
+            bundle: instance.req.bundle.display().to_string(),
+            pid: instance.pid,
+            status: status.into(),
+            stdin: instance.req.stdin.clone(),
+            stdout: instance.req.stdout.clone(),
+            stderr: instance.req.stderr.clone(),
+            terminal: false,
+            exit_status: state.exit_code,
+            exited_at: match state.exited_at {
+                Some(t) => MessageField::some(timestamp(Some(t))),
+                None => MessageField::none(),
+            },
+            ..Default::default()
+        })
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::NotFound(format!(
+                "exec {} in container {}",
+                req.exec_id, req.id
+            ))
+            .into());
+        }
+        let instance = self.get(&req.id)?;
+        // One process per container: `all` and the init process are the same target.
+        instance.kill(req.signal)?;
+        tracing::info!(container = %req.id, signal = req.signal, all = req.all, "killed");
+        Ok(Empty::new())
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::NotFound(format!(
+                "exec {} in container {}",
+                req.exec_id, req.id
+            ))
+            .into());
+        }
+        let instance = self.get(&req.id)?;
+        let state = instance.wait();
+        Ok(WaitResponse {
+            exit_status: state.exit_code,
+            exited_at: MessageField::some(timestamp(state.exited_at)),
+            ..Default::default()
+        })
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        Ok(self.do_delete(req)?)
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let instance = self.get(&req.id)?;
+        let mut processes = Vec::new();
+        if instance.state().status != InstanceStatus::Stopped {
+            processes.push(ProcessInfo {
+                pid: instance.pid,
+                ..Default::default()
+            });
+        }
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let instance = self.get(&req.id)?;
+        let cgroup = instance.cgroup.as_ref().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {} has no cgroup", req.id))
+        })?;
+        let metrics = cgroup.metrics()?;
+        let value = metrics.write_to_bytes().map_err(|e| {
+            ShimError::io(
+                "failed to encode metrics",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let any = Any {
+            type_url: "io.containerd.cgroups.v1.Metrics".into(),
+            value,
+            ..Default::default()
+        };
+        Ok(StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let task_pid = self.get(&req.id).map(|i| i.pid).unwrap_or_default();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        if lock(&self.instances).is_empty() {
+            tracing::info!("no container left; shutting down");
+            self.exit.signal();
+        }
+        Ok(Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        // The guest process holds its stdin FIFO itself; it sees end of file when containerd
+        // closes the writing side, so there is nothing for the shim to close.
+        self.get(&req.id)?;
+        Ok(Empty::new())
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::FailedPrecondition(format!(
+            "ResizePty: container {} has no terminal",
+            req.id
+        ))
+        .into())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Exec").into())
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Pause").into())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Resume").into())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Update").into())
+    }
+
+    fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Checkpoint").into())
+    }
+}
+
+pub(crate) fn timestamp(t: Option<SystemTime>) -> Timestamp {
+    let d = t
+        .unwrap_or_else(SystemTime::now)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    }
+}
+
+/// Mount the rootfs containerd passed (a snapshot) at `<bundle>/rootfs`; false when none.
+fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
+    if req.rootfs.is_empty() {
+        return Ok(false);
+    }
+    let target = Instance::rootfs(bundle);
+    std::fs::create_dir_all(&target)
+        .map_err(|e| ShimError::io(format!("failed to create {}", target.display()), e))?;
+    for m in &req.rootfs {
+        let fs_type = (!m.type_.is_empty()).then_some(m.type_.as_str());
+        let source = (!m.source.is_empty()).then_some(m.source.as_str());
+        containerd_shim::mount::mount_rootfs(fs_type, source, &m.options, &target).map_err(
+            |e| {
+                ShimError::io(
+                    format!(
+                        "failed to mount rootfs ({}) at {}",
+                        m.type_,
+                        target.display()
+                    ),
+                    std::io::Error::other(e.to_string()),
+                )
+            },
+        )?;
+    }
+    Ok(true)
+}
+
+/// Unmount `<bundle>/rootfs` if something is mounted there.
+pub(crate) fn unmount_rootfs(bundle: &Path) {
+    let target = Instance::rootfs(bundle);
+    loop {
+        match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
+            Err(e) => {
+                tracing::warn!(path = %target.display(), error = %e, "failed to unmount rootfs");
+                break;
+            }
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StateRecord {
+    pub(crate) pid: u32,
+    pub(crate) cgroup: Option<PathBuf>,
+}
+
+fn write_state_file(bundle: &Path, pid: u32, cgroup: Option<&Path>) {
+    let record = StateRecord {
+        pid,
+        cgroup: cgroup.map(Path::to_path_buf),
+    };
+    let path = bundle.join(STATE_FILE);
+    let tmp = bundle.join(format!("{STATE_FILE}.tmp"));
+    let written = serde_json::to_vec(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "failed to record shim state");
+    }
+}
