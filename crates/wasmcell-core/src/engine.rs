@@ -107,9 +107,10 @@ pub trait Engine: Send + Sync {
     /// A short name for logs and errors, e.g. `wasmtime`.
     fn name(&self) -> &'static str;
 
-    /// Compile `wasm` ahead of a run, so that errors in the binary surface before the guest starts
-    /// and [`Engine::run`] is fast. Engines may cache the result.
-    fn prepare(&self, wasm: &WasmBinary) -> Result<(), EngineError>;
+    /// Compile `wasm` and check that it has the entry `plan` will call, so that a broken binary
+    /// or a missing export is reported before the guest is started. Engines may cache the
+    /// compiled code.
+    fn prepare(&self, plan: &RunPlan, wasm: &WasmBinary) -> Result<(), EngineError>;
 
     /// Run the guest described by `plan` to its end on the calling thread.
     fn run(

@@ -1,6 +1,7 @@
 //! The guest process: a re-exec of the shim binary as `guest`, one per container.
 //!
-//! It prepares the workload (bundle -> run plan, module read and compiled) and reports on the
+//! Once the shim has placed it in the container's cgroup (byte `p` on the control socket at
+//! fd 3), it prepares the workload (bundle -> run plan, module read and compiled) and reports on the
 //! control socket at fd 3: `ready`, or `error <exit code> <message>`. It then waits for the
 //! shim's start byte, runs the guest with the container's stdio (its own fds 0-2), and exits
 //! with the guest's status. `oom` is reported on the socket before an out-of-memory exit. If the
@@ -18,6 +19,8 @@ use wasmcell_wasmtime::WasmtimeEngine;
 pub(crate) const SUBCOMMAND: &str = "guest";
 /// The fd the control socket is mapped to in the guest process.
 pub(crate) const CONTROL_FD: i32 = 3;
+/// The byte the shim writes once the guest process sits in the container's cgroup.
+pub(crate) const PREPARE: u8 = b'p';
 /// The byte the shim writes to start the guest.
 pub(crate) const START: u8 = b's';
 
@@ -36,6 +39,14 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     let mut control = UnixStream::from(control);
 
+    // Wait until the shim has placed this process in the container's cgroup, so that
+    // preparing the module is already accounted to the container.
+    let mut byte = [0u8; 1];
+    match control.read(&mut byte) {
+        Ok(1) if byte[0] == PREPARE => {}
+        _ => return EXIT_NOT_STARTED,
+    }
+
     let prepared = prepare(&PathBuf::from(bundle));
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
@@ -52,7 +63,6 @@ pub(crate) fn main(args: &[String]) -> i32 {
     if writeln!(control, "ready").is_err() {
         return EXIT_NOT_STARTED;
     }
-    let mut byte = [0u8; 1];
     match control.read(&mut byte) {
         Ok(1) if byte[0] == START => {}
         _ => return EXIT_NOT_STARTED,
@@ -84,7 +94,7 @@ fn prepare(
     let plan = RunPlan::from_bundle(bundle)?;
     let wasm = WasmBinary::read(&plan.module)?;
     let engine = WasmtimeEngine::new()?;
-    engine.prepare(&wasm)?;
+    engine.prepare(&plan, &wasm)?;
     Ok((plan, wasm, engine))
 }
 

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::cgroup::Cgroup;
-use crate::guest::{CONTROL_FD, START, SUBCOMMAND};
+use crate::guest::{CONTROL_FD, PREPARE, START, SUBCOMMAND};
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
@@ -135,7 +135,13 @@ impl Instance {
             }),
             exited: Condvar::new(),
         };
-        match read_ready(&ours) {
+        let told = (&ours).write_all(&[PREPARE]).map_err(|e| {
+            ShimError::io(
+                format!("failed to reach the guest process of {}", instance.req.id),
+                e,
+            )
+        });
+        match told.and_then(|()| read_ready(&ours)) {
             Ok(()) => {
                 *lock(&instance.control) = Some(ours);
                 Ok(instance)

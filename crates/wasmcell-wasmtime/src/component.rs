@@ -32,6 +32,29 @@ pub(crate) fn compile(
     })
 }
 
+/// The component must export the function the plan calls, or `wasi:cli/run`.
+pub(crate) fn check_entry(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    plan: &RunPlan,
+    wasm: &WasmBinary,
+) -> Result<(), EngineError> {
+    let ty = component.component_type();
+    let mut exports = ty.exports(engine).map(|(name, _)| name);
+    let found = match plan.export.as_deref() {
+        Some(export) => exports.any(|name| name == export),
+        None => exports.any(|name| name.starts_with("wasi:cli/run@")),
+    };
+    if found {
+        return Ok(());
+    }
+    let wanted = plan.export.as_deref().unwrap_or("wasi:cli/run");
+    Err(EngineError::Link {
+        module: wasm.path().display().to_string(),
+        reason: format!("component has no export {wanted}"),
+    })
+}
+
 pub(crate) fn run(
     engine: &wasmtime::Engine,
     plan: &RunPlan,

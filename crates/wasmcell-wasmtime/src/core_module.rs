@@ -17,6 +17,22 @@ pub(crate) fn compile(engine: &wasmtime::Engine, wasm: &WasmBinary) -> Result<Mo
     })
 }
 
+/// The module must export the function the plan calls.
+pub(crate) fn check_entry(
+    module: &Module,
+    plan: &RunPlan,
+    wasm: &WasmBinary,
+) -> Result<(), EngineError> {
+    let export = plan.export.as_deref().unwrap_or("_start");
+    match module.get_export(export) {
+        Some(_) => Ok(()),
+        None => Err(EngineError::Link {
+            module: wasm.path().display().to_string(),
+            reason: format!("module has no export {export}"),
+        }),
+    }
+}
+
 pub(crate) fn run(
     engine: &wasmtime::Engine,
     plan: &RunPlan,
@@ -31,10 +47,8 @@ pub(crate) fn run(
         reason,
     };
 
+    check_entry(&module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");
-    if module.get_export(export).is_none() {
-        return Err(link_err(format!("module has no export {export}")));
-    }
 
     let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)

@@ -56,10 +56,16 @@ impl Engine for WasmtimeEngine {
         "wasmtime"
     }
 
-    fn prepare(&self, wasm: &WasmBinary) -> Result<(), EngineError> {
+    fn prepare(&self, plan: &RunPlan, wasm: &WasmBinary) -> Result<(), EngineError> {
         match wasm.kind() {
-            ModuleKind::Core => crate::core_module::compile(&self.engine, wasm).map(drop),
-            ModuleKind::Component => crate::component::compile(&self.engine, wasm).map(drop),
+            ModuleKind::Core => {
+                let module = crate::core_module::compile(&self.engine, wasm)?;
+                crate::core_module::check_entry(&module, plan, wasm)
+            }
+            ModuleKind::Component => {
+                let component = crate::component::compile(&self.engine, wasm)?;
+                crate::component::check_entry(&self.engine, &component, plan, wasm)
+            }
         }
     }
 
