@@ -1,0 +1,87 @@
+//! Shared set-up for the shim's integration tests: a private containerd that finds the freshly
+//! built `containerd-shim-wasmcell-v1`, and Wasm images built from the test guests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use wasmcell_image::ImageSpec;
+use wasmcell_testing::{Containerd, CtrOutput};
+
+pub const RUNTIME: &str = "io.containerd.wasmcell.v1";
+pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-wasmcell-v1");
+
+/// A private containerd whose PATH holds the shim under test.
+pub fn containerd() -> Containerd {
+    let dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
+    Containerd::start_with_path(&[dir])
+}
+
+/// Build an image holding `module` at /app.wasm and import it; returns its reference.
+pub fn import_image(c: &Containerd, module: &str, name: &str) -> String {
+    let reference = format!("docker.io/library/{name}:latest");
+    let image = ImageSpec::new(module, &reference)
+        .build()
+        .expect("build image");
+    let tar = c.dir().join(format!("{name}.tar"));
+    image.write_archive(&tar).expect("write image archive");
+    c.import(&tar);
+    reference
+}
+
+/// `ctr run --rm --runtime io.containerd.wasmcell.v1 [extra...] IMAGE ID [args...]`
+pub fn run(c: &Containerd, extra: &[&str], image: &str, id: &str, args: &[&str]) -> CtrOutput {
+    let mut argv = vec!["run", "--rm", "--runtime", RUNTIME];
+    argv.extend_from_slice(extra);
+    argv.push(image);
+    argv.push(id);
+    argv.extend_from_slice(args);
+    c.run_ctr(&argv)
+}
+
+/// A rootfs directory holding `bytes` at /app.wasm (for `ctr run --rootfs`).
+pub fn rootfs_with(c: &Containerd, name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = c.dir().join("rootfs").join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir rootfs");
+    std::fs::write(dir.join("app.wasm"), bytes).expect("write module");
+    dir
+}
+
+/// Shim processes serving this containerd (their command line names its socket).
+pub fn shims_of(c: &Containerd) -> Vec<u32> {
+    let socket = c.socket().display().to_string();
+    wasmcell_testing::pids_with_cmdline_containing(&socket)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).contains("containerd-shim-wasmcell-v1"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Task lines of `ctr tasks ls` (without the header).
+pub fn tasks(c: &Containerd) -> Vec<String> {
+    let out = c.run_ctr(&["tasks", "ls"]);
+    assert!(out.success(), "{out:?}");
+    out.stdout.lines().skip(1).map(str::to_string).collect()
+}
+
+/// Assert that nothing of the shim is left: no shim process, no task, no container, no bundle.
+pub fn assert_clean(c: &Containerd) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !shims_of(c).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(shims_of(c), Vec::<u32>::new(), "shim processes left behind");
+    assert_eq!(tasks(c), Vec::<String>::new(), "tasks left behind");
+    let out = c.run_ctr(&["containers", "ls", "-q"]);
+    assert_eq!(out.stdout.trim(), "", "containers left behind");
+    let bundles = c
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(c.namespace());
+    let left: Vec<_> = std::fs::read_dir(&bundles)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "bundles left behind: {left:?}");
+}

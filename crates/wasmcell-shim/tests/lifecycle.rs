@@ -1,0 +1,196 @@
+//! Kill, wait, delete, containerd restarts and shim crashes, against a real containerd.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_clean, containerd, import_image, shims_of, tasks, RUNTIME};
+use wasmcell_test_guests as guests;
+use wasmcell_testing::Containerd;
+
+fn run_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
+    let mut argv = vec!["run", "-d", "--runtime", RUNTIME, image, id];
+    argv.extend_from_slice(args);
+    let out = c.run_ctr(&argv);
+    assert!(out.success(), "{out:?}");
+}
+
+fn task_status(c: &Containerd, id: &str) -> Option<String> {
+    tasks(c).into_iter().find_map(|line| {
+        let cols: Vec<_> = line.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
+    })
+}
+
+/// Wait (bounded) until the task is stopped, delete it and its container, and return the exit
+/// status `ctr tasks delete` reports.
+fn wait_exit(c: &Containerd, id: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while task_status(c, id).as_deref() != Some("STOPPED") {
+        assert!(
+            Instant::now() < deadline,
+            "task {id} did not stop: {:?}",
+            tasks(c)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = c.run_ctr(&["tasks", "delete", id]);
+    assert!(out.success(), "{out:?}");
+    let out_c = c.run_ctr(&["containers", "delete", id]);
+    assert!(out_c.success(), "{out_c:?}");
+    match out.stderr.split("exit with non-zero exit code ").nth(1) {
+        Some(rest) => rest
+            .split(|ch: char| !ch.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable exit code in {out:?}")),
+        None => 0,
+    }
+}
+
+#[test]
+fn sigkill_ends_a_spinning_guest_promptly() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "spin", &["/app.wasm", "spin"]);
+    assert_eq!(task_status(&c, "spin").as_deref(), Some("RUNNING"));
+    let started = Instant::now();
+    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "spin"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "spin"), 137);
+    let took = started.elapsed();
+    eprintln!("spinning guest gone {took:?} after SIGKILL (including two ctr round trips)");
+    assert!(took < Duration::from_secs(5), "kill took {took:?}");
+    assert_clean(&c);
+}
+
+#[test]
+fn sigterm_gives_143_and_kill_all_is_honoured() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "sleeper", &["/app.wasm", "sleep", "600000"]);
+    let out = c.run_ctr(&["tasks", "kill", "sleeper"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "sleeper"), 143);
+
+    run_detached(&c, &probe, "sleeper-all", &["/app.wasm", "sleep", "600000"]);
+    let out = c.run_ctr(&["tasks", "kill", "--all", "-s", "SIGKILL", "sleeper-all"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "sleeper-all"), 137);
+    assert_clean(&c);
+}
+
+#[test]
+fn delete_of_a_running_task_is_refused() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "busy", &["/app.wasm", "sleep", "600000"]);
+    let out = c.run_ctr(&["tasks", "delete", "busy"]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("running"), "{out:?}");
+    assert_eq!(task_status(&c, "busy").as_deref(), Some("RUNNING"));
+    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "busy"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "busy"), 137);
+    assert_clean(&c);
+}
+
+#[test]
+fn metrics_and_pids_come_from_the_guest_process() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "metered", &["/app.wasm", "sleep", "600000"]);
+    let out = c.run_ctr(&["tasks", "metrics", "metered"]);
+    assert!(out.success(), "{out:?}");
+    let usage: u64 = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memory.usage_in_bytes") || l.starts_with("memory.usage "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no memory usage in {out:?}"));
+    assert!(usage > 0, "{out:?}");
+
+    let pid_line = tasks(&c)
+        .into_iter()
+        .find(|l| l.starts_with("metered"))
+        .expect("task listed");
+    let pid: u32 = pid_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("guest process exists");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("guest"),
+        "pid {pid} is not the guest"
+    );
+    let out = c.run_ctr(&["tasks", "ps", "metered"]);
+    assert!(out.stdout.contains(&pid.to_string()), "{out:?}");
+
+    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "metered"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "metered"), 137);
+    assert_clean(&c);
+}
+
+#[test]
+fn tasks_survive_a_containerd_restart() {
+    let mut c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "survivor", &["/app.wasm", "sleep", "600000"]);
+    c.restart();
+    assert_eq!(task_status(&c, "survivor").as_deref(), Some("RUNNING"));
+    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "survivor"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(wait_exit(&c, "survivor"), 137);
+    assert_clean(&c);
+}
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_delete() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "orphan", &["/app.wasm", "sleep", "600000"]);
+    let shims = shims_of(&c);
+    assert_eq!(shims.len(), 1, "one shim for one container");
+    let pid_line = tasks(&c)
+        .into_iter()
+        .find(|l| l.starts_with("orphan"))
+        .expect("listed");
+    let guest_pid: u32 = pid_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &shims[0].to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+
+    // containerd notices the dead shim, runs `shim delete`, and reports the task stopped.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while task_status(&c, "orphan").as_deref() == Some("RUNNING") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = task_status(&c, "orphan");
+    assert!(
+        status.is_none() || status.as_deref() == Some("STOPPED"),
+        "{status:?}"
+    );
+    if status.is_some() {
+        let out = c.run_ctr(&["tasks", "delete", "orphan"]);
+        assert!(out.success(), "{out:?}");
+    }
+    let out = c.run_ctr(&["containers", "delete", "orphan"]);
+    assert!(out.success(), "{out:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{guest_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{guest_pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true),
+        "guest process {guest_pid} outlived its shim"
+    );
+    assert_clean(&c);
+}

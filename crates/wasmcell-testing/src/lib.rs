@@ -1,0 +1,927 @@
+//! Test harness that starts a **real, private containerd** for integration tests.
+//!
+//! [`Containerd::start`] (or [`Containerd::start_with_path`], to let containerd find a
+//! `containerd-shim-*` binary such as `containerd-shim-wasmcell-v1`) creates a temporary
+//! directory holding containerd's root and state directories, its gRPC and ttrpc sockets, a
+//! generated `config.toml` and its log, starts `containerd --config <file>` and waits until it
+//! answers. Every instance uses its own namespace (`wasmcell-test-<pid>-<n>`), because the runc
+//! shim keeps its runc state under `/run/containerd/runc/<namespace>` whatever containerd's
+//! state directory is; instances are therefore fully independent and can run concurrently.
+//!
+//! [`Containerd::ctr`] and [`Containerd::run_ctr`] drive that containerd through `ctr`; every
+//! `ctr` run has a deadline and never hangs a test. Dropping a [`Containerd`] kills and deletes
+//! every task and container of its namespace, stops containerd, kills any process still
+//! referring to its socket (a stray shim), unmounts whatever is still mounted under the
+//! temporary directory and removes it.
+//!
+//! The snapshotter is `overlayfs` when an overlay mount works on the filesystem holding the
+//! temporary directory (and containerd's overlayfs plugin loaded), `native` otherwise; it can be
+//! forced with the environment variable `WASMCELL_TEST_SNAPSHOTTER`. It is set both as the
+//! namespace's default snapshotter (label `containerd.io/defaults/snapshotter`) and as
+//! `CONTAINERD_SNAPSHOTTER` in the environment of every `ctr` command.
+//!
+//! The tests using this harness must run as root; they are never skipped (see [`require_root`]).
+#![warn(missing_docs)]
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Deadline of [`Containerd::run_ctr`].
+pub const DEFAULT_CTR_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long [`Containerd::start`] and [`Containerd::restart`] wait for containerd to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long containerd gets to exit after SIGTERM before it is sent SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variable forcing the snapshotter (`overlayfs` or `native`).
+pub const SNAPSHOTTER_ENV: &str = "WASMCELL_TEST_SNAPSHOTTER";
+
+/// Deadline of each `ctr` command run while cleaning up in `Drop`.
+const CLEANUP_CTR_TIMEOUT: Duration = Duration::from_secs(20);
+/// Lines of containerd's log quoted in panic messages.
+const LOG_TAIL_LINES: usize = 80;
+/// Longest socket path we accept (`sun_path` holds 108 bytes including the NUL).
+const MAX_SOCKET_PATH: usize = 100;
+/// Namespace label naming the namespace's default snapshotter, honoured by containerd clients.
+const DEFAULT_SNAPSHOTTER_LABEL: &str = "containerd.io/defaults/snapshotter";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+static INSTANCE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The result of one `ctr` run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtrOutput {
+    /// Exit code; `128 + signal` when `ctr` was killed by a signal.
+    pub code: i32,
+    /// Everything `ctr` wrote to stdout (lossily decoded).
+    pub stdout: String,
+    /// Everything `ctr` wrote to stderr (lossily decoded).
+    pub stderr: String,
+}
+
+impl CtrOutput {
+    /// Whether `ctr` exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// A private containerd, running as a child process of the test, with its own root, state,
+/// sockets and namespace. Stopped and cleaned up on drop.
+#[derive(Debug)]
+pub struct Containerd {
+    child: Option<Child>,
+    root: PathBuf,
+    state: PathBuf,
+    socket: PathBuf,
+    ttrpc_socket: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    namespace: String,
+    snapshotter: &'static str,
+    path_env: OsString,
+    // Declared last: removed after `Drop::drop` has stopped containerd and unmounted everything.
+    dir: TempDir,
+}
+
+impl Containerd {
+    /// Start a private containerd with the current `PATH`; see [`Containerd::start_with_path`].
+    ///
+    /// # Panics
+    /// When not running as root, when containerd cannot be started or does not answer within
+    /// [`START_TIMEOUT`] (the message then quotes the tail of containerd's log).
+    pub fn start() -> Containerd {
+        Containerd::start_with_path(&[])
+    }
+
+    /// Start a private containerd whose `PATH` is `extra_path_dirs` followed by the current
+    /// `PATH`, so that it finds shims (`containerd-shim-<name>-v1`) built by the test.
+    ///
+    /// # Panics
+    /// As [`Containerd::start`].
+    pub fn start_with_path(extra_path_dirs: &[PathBuf]) -> Containerd {
+        require_root();
+        let dir = make_temp_dir();
+        let base = dir.path().to_path_buf();
+        let root = base.join("root");
+        let state = base.join("state");
+        let opt = base.join("opt");
+        for d in [&root, &state, &opt] {
+            fs::create_dir_all(d)
+                .unwrap_or_else(|e| panic!("wasmcell-testing: cannot create {}: {e}", d.display()));
+        }
+        let socket = base.join("containerd.sock");
+        let ttrpc_socket = base.join("containerd-ttrpc.sock");
+        let config = base.join("config.toml");
+        let log = base.join("containerd.log");
+        let config_text = config_toml(&root, &state, &socket, &ttrpc_socket, &opt);
+        fs::write(&config, config_text)
+            .unwrap_or_else(|e| panic!("wasmcell-testing: cannot write {}: {e}", config.display()));
+
+        let namespace = format!(
+            "wasmcell-test-{}-{}",
+            std::process::id(),
+            INSTANCE_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut containerd = Containerd {
+            child: None,
+            root,
+            state,
+            socket,
+            ttrpc_socket,
+            config,
+            log,
+            namespace,
+            snapshotter: "native",
+            path_env: path_with(extra_path_dirs),
+            dir,
+        };
+        containerd.spawn_and_wait();
+        containerd.snapshotter = containerd.choose_snapshotter();
+        let label = format!("{DEFAULT_SNAPSHOTTER_LABEL}={}", containerd.snapshotter);
+        let ns = containerd.namespace.clone();
+        let out = containerd.run_ctr(&["namespaces", "create", &ns, &label]);
+        if !out.success() {
+            panic!(
+                "wasmcell-testing: `ctr namespaces create {ns} {label}` failed:\n{}",
+                describe(&out)
+            );
+        }
+        containerd
+    }
+
+    /// A `ctr` command pre-filled with `--address <socket> --namespace <namespace>` (and
+    /// `CONTAINERD_SNAPSHOTTER` in its environment); add the subcommand and its arguments.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.env("PATH", &self.path_env)
+            .env("CONTAINERD_SNAPSHOTTER", self.snapshotter)
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("--namespace")
+            .arg(&self.namespace);
+        cmd
+    }
+
+    /// Run `ctr <args>` (see [`Containerd::ctr`]) with a deadline of [`DEFAULT_CTR_TIMEOUT`].
+    /// A non-zero exit is reported in [`CtrOutput::code`], not as a panic.
+    ///
+    /// # Panics
+    /// When `ctr` cannot be started or does not finish in time (it is then killed).
+    pub fn run_ctr(&self, args: &[&str]) -> CtrOutput {
+        self.run_ctr_with_timeout(args, DEFAULT_CTR_TIMEOUT)
+    }
+
+    /// [`Containerd::run_ctr`] with a deadline of `timeout`.
+    ///
+    /// # Panics
+    /// When `ctr` cannot be started or does not finish within `timeout` (it is then killed).
+    pub fn run_ctr_with_timeout(&self, args: &[&str], timeout: Duration) -> CtrOutput {
+        match self.try_run_ctr(args, timeout) {
+            Ok(out) => out,
+            Err(e) => panic!("wasmcell-testing: `ctr {}`: {e}", args.join(" ")),
+        }
+    }
+
+    /// `ctr images import --all-platforms <tar>` (which also unpacks the image into the
+    /// snapshotter).
+    ///
+    /// # Panics
+    /// When the import fails; the message holds `ctr`'s output.
+    pub fn import(&self, tar: &Path) {
+        let args: [&OsStr; 4] = [
+            "images".as_ref(),
+            "import".as_ref(),
+            "--all-platforms".as_ref(),
+            tar.as_os_str(),
+        ];
+        let out = run_with_deadline(self.ctr_with(&args), DEFAULT_CTR_TIMEOUT)
+            .unwrap_or_else(|e| panic!("wasmcell-testing: importing {}: {e}", tar.display()));
+        if !out.success() {
+            panic!(
+                "wasmcell-testing: `ctr images import --all-platforms {}` failed:\n{}",
+                tar.display(),
+                describe(&out)
+            );
+        }
+    }
+
+    /// containerd's log so far (stdout and stderr, across restarts), including what the shims
+    /// logged through containerd.
+    pub fn log(&self) -> String {
+        match fs::read(&self.log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => format!("<cannot read {}: {e}>", self.log.display()),
+        }
+    }
+
+    /// The last `lines` lines of [`Containerd::log`].
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// containerd's gRPC socket (what `ctr --address` takes).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// containerd's ttrpc socket.
+    pub fn ttrpc_socket(&self) -> &Path {
+        &self.ttrpc_socket
+    }
+
+    /// The namespace this instance uses, unique per instance.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// containerd's `root` directory (content store, metadata, snapshots).
+    pub fn root_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// containerd's `state` directory (sockets of the runtime, task bundles).
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// The temporary directory holding everything of this instance.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The generated `config.toml`.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The file containerd's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The snapshotter in use: `"overlayfs"` or `"native"`.
+    pub fn snapshotter(&self) -> &str {
+        self.snapshotter
+    }
+
+    /// The process id of the running containerd, if it is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stop containerd (SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]) and start it again with
+    /// the same configuration, waiting until it answers. Shims are separate processes and keep
+    /// running; the new containerd reconnects to them.
+    ///
+    /// # Panics
+    /// When containerd does not answer again within [`START_TIMEOUT`].
+    pub fn restart(&mut self) {
+        if let Err(e) = self.stop() {
+            panic!("wasmcell-testing: stopping containerd for a restart: {e}");
+        }
+        self.spawn_and_wait();
+    }
+
+    fn ctr_with<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut cmd = self.ctr();
+        cmd.args(args);
+        cmd
+    }
+
+    fn try_run_ctr(&self, args: &[&str], timeout: Duration) -> Result<CtrOutput, String> {
+        run_with_deadline(self.ctr_with(args), timeout)
+    }
+
+    fn spawn_and_wait(&mut self) {
+        // A previous containerd killed with SIGKILL leaves its sockets behind.
+        let _ = fs::remove_file(&self.socket);
+        let _ = fs::remove_file(&self.ttrpc_socket);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| {
+                panic!("wasmcell-testing: cannot open {}: {e}", self.log.display())
+            });
+        let log_err = log
+            .try_clone()
+            .expect("wasmcell-testing: cannot duplicate the log file handle");
+        let child = Command::new("containerd")
+            .env("PATH", &self.path_env)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "wasmcell-testing: cannot start `containerd` (is the Debian package \
+                     `containerd` installed?): {e}"
+                )
+            });
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        let mut last_error = String::from("socket not created yet");
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    panic!(
+                        "wasmcell-testing: containerd exited during startup ({status}); log \
+                         tail:\n{}",
+                        self.log_tail(LOG_TAIL_LINES)
+                    );
+                }
+            }
+            if self.socket.exists() {
+                let probe = self.ctr_with(&["--connect-timeout", "2s", "version"]);
+                match run_with_deadline(probe, Duration::from_secs(5)) {
+                    Ok(out) if out.success() => return,
+                    Ok(out) => last_error = describe(&out),
+                    Err(e) => last_error = e,
+                }
+            }
+            if started.elapsed() > START_TIMEOUT {
+                let _ = self.stop();
+                panic!(
+                    "wasmcell-testing: containerd did not answer on {} within {:?} (last \
+                     `ctr version`: {last_error}); log tail:\n{}",
+                    self.socket.display(),
+                    START_TIMEOUT,
+                    self.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn choose_snapshotter(&self) -> &'static str {
+        if let Ok(forced) = std::env::var(SNAPSHOTTER_ENV) {
+            return match forced.as_str() {
+                "overlayfs" => "overlayfs",
+                "native" => "native",
+                other => panic!(
+                    "wasmcell-testing: {SNAPSHOTTER_ENV}={other:?}: expected `overlayfs` or \
+                     `native`"
+                ),
+            };
+        }
+        if !overlay_mount_works(self.dir.path().parent().unwrap_or(Path::new("/tmp"))) {
+            return "native";
+        }
+        // containerd's overlayfs plugin does its own checks (d_type, ...) and may be skipped.
+        match self.try_run_ctr(&["plugins", "ls"], Duration::from_secs(10)) {
+            Ok(out) if out.success() => {
+                let ok = out.stdout.lines().any(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    cols.first() == Some(&"io.containerd.snapshotter.v1")
+                        && cols.get(1) == Some(&"overlayfs")
+                        && cols.last() == Some(&"ok")
+                });
+                if ok {
+                    "overlayfs"
+                } else {
+                    "native"
+                }
+            }
+            _ => "native",
+        }
+    }
+
+    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Never panics.
+    fn stop(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return Ok(());
+        }
+        let pid = child.id().to_string();
+        let _ = run_with_deadline(kill_command("-TERM", &pid), Duration::from_secs(5));
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(format!("waiting for containerd (pid {pid}): {e}")),
+            }
+        }
+        eprintln!(
+            "wasmcell-testing: containerd (pid {pid}) ignored SIGTERM for {STOP_TIMEOUT:?}; \
+             sending SIGKILL"
+        );
+        child
+            .kill()
+            .map_err(|e| format!("SIGKILL to containerd (pid {pid}): {e}"))?;
+        child
+            .wait()
+            .map(|_| ())
+            .map_err(|e| format!("waiting for containerd (pid {pid}): {e}"))
+    }
+
+    /// Kill and delete every task, delete every container of our namespace. Never panics.
+    fn delete_tasks_and_containers(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for id in self.cleanup_list(&["tasks", "ls", "-q"], &mut problems) {
+            // Fails harmlessly when the task already stopped: the result is not checked.
+            let _ = self.try_run_ctr(
+                &["tasks", "kill", "--all", "-s", "SIGKILL", &id],
+                CLEANUP_CTR_TIMEOUT,
+            );
+            self.cleanup_run(&["tasks", "delete", "--force", &id], &mut problems);
+        }
+        for id in self.cleanup_list(&["containers", "ls", "-q"], &mut problems) {
+            self.cleanup_run(&["containers", "delete", &id], &mut problems);
+        }
+        problems
+    }
+
+    fn cleanup_run(&self, args: &[&str], problems: &mut Vec<String>) -> Option<CtrOutput> {
+        match self.try_run_ctr(args, CLEANUP_CTR_TIMEOUT) {
+            Ok(out) if out.success() => Some(out),
+            Ok(out) => {
+                problems.push(format!("`ctr {}`: {}", args.join(" "), describe(&out)));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("`ctr {}`: {e}", args.join(" ")));
+                None
+            }
+        }
+    }
+
+    fn cleanup_list(&self, args: &[&str], problems: &mut Vec<String>) -> Vec<String> {
+        self.cleanup_run(args, problems)
+            .map(|out| {
+                out.stdout
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let mut problems = Vec::new();
+        if thread::panicking() {
+            eprintln!(
+                "wasmcell-testing: containerd log tail ({}):\n{}",
+                self.log.display(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+        }
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running {
+            problems.extend(self.delete_tasks_and_containers());
+        }
+        if let Err(e) = self.stop() {
+            problems.push(e);
+        }
+        // Anything still referring to our socket is a shim that outlived its task.
+        let needle = self.socket.to_string_lossy().into_owned();
+        let strays = pids_with_cmdline_containing(&needle);
+        if !strays.is_empty() {
+            problems.push(format!("killed stray processes {strays:?}"));
+            for pid in &strays {
+                let _ = run_with_deadline(
+                    kill_command("-KILL", &pid.to_string()),
+                    Duration::from_secs(5),
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && !pids_with_cmdline_containing(&needle).is_empty() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for mount in mounts_under(self.dir.path()) {
+            let mut umount = Command::new("umount");
+            umount.arg("-l").arg(&mount);
+            match run_with_deadline(umount, Duration::from_secs(10)) {
+                Ok(out) if out.success() => {}
+                Ok(out) => problems.push(format!(
+                    "`umount -l {}`: {}",
+                    mount.display(),
+                    describe(&out)
+                )),
+                Err(e) => problems.push(format!("`umount -l {}`: {e}", mount.display())),
+            }
+        }
+        // Per-namespace leftovers outside the temporary directory; removed only when empty.
+        let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(&self.namespace));
+        remove_empty_cgroups(&self.namespace);
+        if !problems.is_empty() {
+            eprintln!(
+                "wasmcell-testing: cleanup of containerd in {}:\n  {}",
+                self.dir.path().display(),
+                problems.join("\n  ")
+            );
+        }
+        // `self.dir` (the TempDir) is removed when the fields are dropped, right after this.
+    }
+}
+
+/// Panic with a clear message unless the effective user is root. The integration tests using
+/// [`Containerd`] are meant to run as root and are never skipped.
+///
+/// # Panics
+/// When the effective uid is not 0.
+pub fn require_root() {
+    match effective_uid() {
+        Some(0) => {}
+        Some(uid) => panic!(
+            "wasmcell-testing: these tests start a real containerd and must run as root, but the \
+             effective uid is {uid}; run them as root (e.g. `sudo -E cargo test`); they are never \
+             skipped"
+        ),
+        None => panic!(
+            "wasmcell-testing: cannot read the effective uid from /proc/self/status; these tests \
+             must run as root"
+        ),
+    }
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    // Uid: real effective saved filesystem
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Mount points at or below `dir`, deepest first, read from `/proc/self/mountinfo`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    mounts.dedup();
+    mounts
+}
+
+/// Process ids (other than ours) whose command line contains `needle`, e.g. a socket path.
+pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let cmdline: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                String::from_utf8_lossy(&cmdline).contains(needle)
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Decode the octal escapes (`\040` for a space, ...) of a `/proc/self/mountinfo` field.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let [b'\\', a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7', ..] = bytes[i..] {
+            out.push((a - b'0') * 64 + (b - b'0') * 8 + (c - b'0'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn remove_empty_cgroups(namespace: &str) {
+    let base = Path::new("/sys/fs/cgroup");
+    let _ = fs::remove_dir(base.join(namespace));
+    if let Ok(entries) = fs::read_dir(base) {
+        for entry in entries.filter_map(Result::ok) {
+            let _ = fs::remove_dir(entry.path().join(namespace));
+        }
+    }
+}
+
+fn kill_command(signal: &str, pid: &str) -> Command {
+    let program = if Path::new("/bin/kill").exists() {
+        "/bin/kill"
+    } else {
+        "kill"
+    };
+    let mut cmd = Command::new(program);
+    cmd.arg(signal).arg(pid);
+    cmd
+}
+
+/// Whether an overlay mount works on the filesystem of `base` (tested once per process).
+fn overlay_mount_works(base: &Path) -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let Ok(probe) = tempfile::Builder::new()
+            .prefix("wasmcell-overlay-probe-")
+            .tempdir_in(base)
+        else {
+            return false;
+        };
+        let p = probe.path();
+        let (lower, upper, work, merged) = (p.join("l"), p.join("u"), p.join("w"), p.join("m"));
+        for d in [&lower, &upper, &work, &merged] {
+            if fs::create_dir(d).is_err() {
+                return false;
+            }
+        }
+        if fs::write(lower.join("probe"), b"ok").is_err() {
+            return false;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let mut mount = Command::new("mount");
+        mount
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged);
+        let mounted =
+            run_with_deadline(mount, Duration::from_secs(10)).is_ok_and(|out| out.success());
+        if !mounted {
+            return false;
+        }
+        let works = fs::read(merged.join("probe")).is_ok_and(|b| b == b"ok")
+            && fs::write(merged.join("written"), b"ok").is_ok();
+        let mut umount = Command::new("umount");
+        umount.arg(&merged);
+        if !run_with_deadline(umount, Duration::from_secs(10)).is_ok_and(|out| out.success()) {
+            let mut lazy = Command::new("umount");
+            lazy.arg("-l").arg(&merged);
+            let _ = run_with_deadline(lazy, Duration::from_secs(10));
+        }
+        works
+    })
+}
+
+fn make_temp_dir() -> TempDir {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("wasmcell-cd-");
+        b
+    };
+    let dir = builder
+        .tempdir()
+        .unwrap_or_else(|e| panic!("wasmcell-testing: cannot create a temporary directory: {e}"));
+    // Unix socket paths must fit in `sun_path`; fall back to /tmp for a long TMPDIR.
+    let longest = dir.path().join("containerd-ttrpc.sock");
+    if longest.as_os_str().len() <= MAX_SOCKET_PATH {
+        return dir;
+    }
+    builder
+        .tempdir_in("/tmp")
+        .unwrap_or_else(|e| panic!("wasmcell-testing: cannot create a directory in /tmp: {e}"))
+}
+
+fn path_with(extra: &[PathBuf]) -> OsString {
+    let current = std::env::var_os("PATH")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    let dirs: Vec<PathBuf> = extra
+        .iter()
+        .cloned()
+        .chain(std::env::split_paths(&current))
+        .collect();
+    std::env::join_paths(dirs).unwrap_or_else(|e| {
+        panic!("wasmcell-testing: cannot build PATH from {extra:?} and the current PATH: {e}")
+    })
+}
+
+fn toml_string(path: &Path) -> String {
+    let s = path
+        .to_str()
+        .unwrap_or_else(|| panic!("wasmcell-testing: path {} is not UTF-8", path.display()));
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn config_toml(root: &Path, state: &Path, socket: &Path, ttrpc: &Path, opt: &Path) -> String {
+    format!(
+        r#"# Generated by wasmcell-testing: a private containerd for one test.
+version = 2
+root = {root}
+state = {state}
+# CRI is not needed and slows startup; the other snapshotters cannot work here anyway.
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = {socket}
+
+[ttrpc]
+  address = {ttrpc}
+
+# Debug level also starts shims with `-debug`; their log ends up in containerd's log.
+[debug]
+  level = "debug"
+
+[plugins]
+  # Keep containerd from creating /opt/containerd on the host.
+  [plugins."io.containerd.internal.v1.opt"]
+    path = {opt}
+"#,
+        root = toml_string(root),
+        state = toml_string(state),
+        socket = toml_string(socket),
+        ttrpc = toml_string(ttrpc),
+        opt = toml_string(opt),
+    )
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn describe(out: &CtrOutput) -> String {
+    format!(
+        "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.code,
+        out.stdout.trim_end(),
+        out.stderr.trim_end()
+    )
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut r: R, buf: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match r.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => match buf.lock() {
+                    Ok(mut b) => b.extend_from_slice(&chunk[..n]),
+                    Err(_) => break,
+                },
+            }
+        }
+    })
+}
+
+fn take_string(buf: &Arc<Mutex<Vec<u8>>>) -> String {
+    match buf.lock() {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Run `cmd` with stdin closed and stdout/stderr captured; kill it after `timeout`.
+/// Never panics: spawn failures and timeouts are errors.
+fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Result<CtrOutput, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let out_buf = Arc::new(Mutex::new(Vec::new()));
+    let err_buf = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(spawn_reader(out, Arc::clone(&out_buf)));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(spawn_reader(err, Arc::clone(&err_buf)));
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{shown} did not finish within {timeout:?} and was killed\n--- stdout ---\n{}\n\
+                     --- stderr ---\n{}",
+                    take_string(&out_buf).trim_end(),
+                    take_string(&err_buf).trim_end()
+                ));
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("waiting for {shown}: {e}"));
+            }
+        }
+    };
+    // A grandchild holding the pipes open must not hang us: give the readers a short grace.
+    let grace = Instant::now() + Duration::from_secs(5);
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < grace {
+        thread::sleep(Duration::from_millis(5));
+    }
+    for reader in readers {
+        if reader.is_finished() {
+            let _ = reader.join();
+        }
+    }
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(CtrOutput {
+        code,
+        stdout: take_string(&out_buf),
+        stderr: take_string(&err_buf),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo(r"/tmp/a\134b"), r"/tmp/a\b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string(Path::new("/a/b")), "\"/a/b\"");
+        assert_eq!(toml_string(Path::new("/a\"b\\c")), "\"/a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+
+    #[test]
+    fn deadline_kills_slow_commands() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        let err = run_with_deadline(cmd, Duration::from_millis(200))
+            .expect_err("sleep 30 must exceed a 200 ms deadline");
+        assert!(err.contains("did not finish"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn output_and_exit_code_are_captured() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = run_with_deadline(cmd, Duration::from_secs(10)).expect("sh runs");
+        assert_eq!(out.code, 3);
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+    }
+}
