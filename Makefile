@@ -11,11 +11,12 @@ deps:
 	@./scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
 build: deps
-	$(CARGO) build --release -p wasmcell-cli -p wasmcell-test-guests
+	$(CARGO) build --release -p wasmcell-cli -p wasmcell-shim -p wasmcell-test-guests
 
 demo: build
 	@echo "== wasmcell run $(HELLO)"
 	./target/release/wasmcell run $(HELLO)
+	./scripts/demo-containerd.sh target/release $(HELLO)
 
 fmt:
 	$(CARGO) fmt --all --check
