@@ -110,6 +110,29 @@ impl Cgroup {
         Ok(metrics)
     }
 
+    /// How many processes the kernel OOM-killed in this cgroup (cgroup v1 `memory.oom_control`
+    /// or v2 `memory.events`).
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let candidates = [
+            (Path::new("/sys/fs/cgroup/memory")
+                .join(rel)
+                .join("memory.oom_control")),
+            (Path::new("/sys/fs/cgroup").join(rel).join("memory.events")),
+        ];
+        candidates
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("oom_kill "))
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Remove the cgroup (it must hold no process).
     pub(crate) fn remove(&self) {
         if let Err(e) = self.manager.remove() {

@@ -39,15 +39,21 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     let mut control = UnixStream::from(control);
 
-    // Wait until the shim has placed this process in the container's cgroup, so that
-    // preparing the module is already accounted to the container.
+    // Wait until the shim has placed this process in the container's cgroup, so that the
+    // cgroup namespace is rooted there and preparing the module is accounted to the container.
     let mut byte = [0u8; 1];
     match control.read(&mut byte) {
         Ok(1) if byte[0] == PREPARE => {}
         _ => return EXIT_NOT_STARTED,
     }
 
-    let prepared = prepare(&PathBuf::from(bundle));
+    let bundle = PathBuf::from(bundle);
+    if let Err(e) = enter_namespaces(&bundle) {
+        let code = wasmcell_core::EXIT_CONFIG_ERROR;
+        let _ = writeln!(control, "error {code} {}", one_line(&e));
+        return code;
+    }
+    let prepared = prepare(&bundle);
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -96,6 +102,13 @@ fn prepare(
     let engine = WasmtimeEngine::new()?;
     engine.prepare(&plan, &wasm)?;
     Ok((plan, wasm, engine))
+}
+
+fn enter_namespaces(bundle: &std::path::Path) -> Result<(), String> {
+    let path = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&path)
+        .map_err(|e| format!("failed to load {}: {e}", path.display()))?;
+    crate::namespaces::enter(&spec)
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {

@@ -213,7 +213,10 @@ impl Instance {
 
     /// Record the guest's exit (called by the reaper). Returns whether it ran out of memory.
     pub(crate) fn set_exited(&self, code: i32) -> bool {
-        let oom = self.read_oom();
+        // Out of memory: the guest hit its Wasm memory limit, or the kernel killed it for the
+        // cgroup's limit.
+        let oom = self.read_oom()
+            || (code == 137 && self.cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0));
         let mut state = self.state();
         state.status = Status::Stopped;
         state.exit_code = code as u32;

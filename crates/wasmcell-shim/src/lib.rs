@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod guest;
 mod instance;
+mod namespaces;
 mod reaper;
 mod service;
 mod stdio;

@@ -95,7 +95,7 @@ fn delete_of_a_running_task_is_refused() {
 }
 
 #[test]
-fn metrics_and_pids_come_from_the_guest_process() {
+fn metrics_pids_and_namespaces_are_the_guest_process_own() {
     let c = containerd();
     let probe = import_image(&c, guests::PROBE_P1, "probe");
     run_detached(&c, &probe, "metered", &["/app.wasm", "sleep", "600000"]);
@@ -124,6 +124,12 @@ fn metrics_and_pids_come_from_the_guest_process() {
         String::from_utf8_lossy(&cmdline).contains("guest"),
         "pid {pid} is not the guest"
     );
+    // ctr's default spec asks for mount, network, uts and ipc namespaces.
+    for ns in ["mnt", "net", "uts", "ipc"] {
+        let guest = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("guest ns");
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("host ns");
+        assert_ne!(guest, host, "guest shares the host's {ns} namespace");
+    }
     let out = c.run_ctr(&["tasks", "ps", "metered"]);
     assert!(out.stdout.contains(&pid.to_string()), "{out:?}");
 

@@ -1,0 +1,60 @@
+//! Linux namespaces for the guest process, as the spec's `linux.namespaces` asks: join the
+//! ones given by path (e.g. a pod's network namespace), create the others. Must run while the
+//! process has a single thread.
+
+use std::fs::File;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Enter the namespaces of `spec`. PID, user and time namespaces are not entered: a Wasm guest
+/// starts no processes and sees no user ids or clocks through them.
+pub(crate) fn enter(spec: &Spec) -> Result<(), String> {
+    let Some(namespaces) = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()) else {
+        return Ok(());
+    };
+    let mut create = CloneFlags::empty();
+    for ns in namespaces {
+        let flag = match ns.typ() {
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            LinuxNamespaceType::Pid | LinuxNamespaceType::User | LinuxNamespaceType::Time => {
+                continue
+            }
+        };
+        match ns.path() {
+            Some(path) => {
+                let file = File::open(path)
+                    .map_err(|e| format!("failed to open namespace {}: {e}", path.display()))?;
+                setns(file, flag)
+                    .map_err(|e| format!("failed to join namespace {}: {e}", path.display()))?;
+            }
+            None => create |= flag,
+        }
+    }
+    if !create.is_empty() {
+        unshare(create).map_err(|e| format!("failed to create namespaces {create:?}: {e}"))?;
+    }
+    if create.contains(CloneFlags::CLONE_NEWNS) {
+        // Nothing mounted in here propagates back to the host.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("failed to make the mount namespace private: {e}"))?;
+    }
+    if create.contains(CloneFlags::CLONE_NEWUTS) {
+        if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(hostname)
+                .map_err(|e| format!("failed to set hostname {hostname}: {e}"))?;
+        }
+    }
+    Ok(())
+}
