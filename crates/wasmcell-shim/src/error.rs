@@ -53,3 +53,47 @@ impl From<ShimError> for ttrpc::Error {
         ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: ShimError) -> (ttrpc::Code, String) {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => (s.code(), s.message().to_string()),
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_each_error_to_one_wire_code_keeping_the_message() {
+        assert_eq!(
+            status(ShimError::NotFound("web-1".into())),
+            (ttrpc::Code::NOT_FOUND, "container web-1 not found".into())
+        );
+        assert_eq!(
+            status(ShimError::Unimplemented("Pause")),
+            (
+                ttrpc::Code::UNIMPLEMENTED,
+                "Pause is not supported by the wasmcell shim".into()
+            )
+        );
+        assert_eq!(
+            status(ShimError::AlreadyExists("a".into())).0,
+            ttrpc::Code::ALREADY_EXISTS
+        );
+        assert_eq!(
+            status(ShimError::FailedPrecondition("x".into())).0,
+            ttrpc::Code::FAILED_PRECONDITION
+        );
+        assert_eq!(
+            status(ShimError::Workload("x".into())).0,
+            ttrpc::Code::INVALID_ARGUMENT
+        );
+        let io = ShimError::io("failed to open /x", std::io::Error::other("boom"));
+        assert_eq!(
+            status(io),
+            (ttrpc::Code::INTERNAL, "failed to open /x: boom".into())
+        );
+    }
+}

@@ -108,3 +108,32 @@ impl Reaper {
 
 /// Bound on remembered exits nobody claimed (helpers of other libraries, reparented orphans).
 const MAX_EARLY: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+
+    #[test]
+    fn an_exit_seen_before_registration_is_delivered_on_registration() {
+        let reaper = Reaper::default();
+        reaper.deliver(4242, 7);
+        let (tx, rx) = channel();
+        reaper.on_exit(4242, move |code| {
+            let _ = tx.send(code);
+        });
+        assert_eq!(rx.try_recv(), Ok(7));
+    }
+
+    #[test]
+    fn a_registered_handler_gets_the_exit() {
+        let reaper = Reaper::default();
+        let (tx, rx) = channel();
+        reaper.on_exit(4343, move |code| {
+            let _ = tx.send(code);
+        });
+        assert!(rx.try_recv().is_err());
+        reaper.deliver(4343, 137);
+        assert_eq!(rx.try_recv(), Ok(137));
+    }
+}
