@@ -80,6 +80,27 @@ fn sigterm_gives_143_and_kill_all_is_honoured() {
 }
 
 #[test]
+fn attach_shows_the_output_of_a_running_task() {
+    let c = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "late", &["/app.wasm", "sleep", "2000"]);
+    let out = c.run_ctr(&["tasks", "attach", "late"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "slept 2000 ms\n"),
+        "{out:?}"
+    );
+    // `ctr tasks attach` deletes the task once it has exited.
+    if task_status(&c, "late").is_some() {
+        assert_eq!(wait_exit(&c, "late"), 0);
+    } else {
+        let out = c.run_ctr(&["containers", "delete", "late"]);
+        assert!(out.success(), "{out:?}");
+    }
+    assert_clean(&c);
+}
+
+#[test]
 fn delete_of_a_running_task_is_refused() {
     let c = containerd();
     let probe = import_image(&c, guests::PROBE_P1, "probe");
