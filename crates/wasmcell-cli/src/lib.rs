@@ -20,6 +20,9 @@ enum Command {
     /// Build Wasm OCI images.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Inspect or prune the precompile cache.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
 }
 
 /// Parse the command line, run the subcommand, and return the process exit status.
@@ -29,6 +32,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Image(cmd) => cmd.execute(),
+        Command::Cache(cmd) => cmd.execute(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
-use wasmcell_wasmtime::WasmtimeEngine;
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 /// argv\[1\] that selects the guest process.
 pub(crate) const SUBCOMMAND: &str = "guest";
@@ -99,7 +99,8 @@ fn prepare(
 ) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), wasmcell_core::Error> {
     let plan = RunPlan::from_bundle(bundle)?;
     let wasm = WasmBinary::read(&plan.module)?;
-    let engine = WasmtimeEngine::new()?;
+    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let engine = WasmtimeEngine::with_cache(cache)?;
     engine.prepare(&plan, &wasm)?;
     Ok((plan, wasm, engine))
 }

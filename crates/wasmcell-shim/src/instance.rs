@@ -79,8 +79,10 @@ impl Instance {
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            cmd.env("RUST_LOG", filter);
+        for var in ["RUST_LOG", wasmcell_wasmtime::CACHE_DIR_ENV] {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
         }
         cmd.fd_mappings(vec![FdMapping {
             parent_fd: OwnedFd::from(theirs),

@@ -22,16 +22,6 @@ impl WasiView for Host {
     }
 }
 
-pub(crate) fn compile(
-    engine: &wasmtime::Engine,
-    wasm: &WasmBinary,
-) -> Result<Component, EngineError> {
-    Component::new(engine, wasm.bytes()).map_err(|e| EngineError::Compile {
-        module: wasm.path().display().to_string(),
-        reason: format!("{e:#}"),
-    })
-}
-
 /// The component must export the function the plan calls, or `wasi:cli/run`.
 pub(crate) fn check_entry(
     engine: &wasmtime::Engine,
@@ -57,12 +47,12 @@ pub(crate) fn check_entry(
 
 pub(crate) fn run(
     engine: &wasmtime::Engine,
+    component: &Component,
     plan: &RunPlan,
     wasm: &WasmBinary,
     stdio: Stdio,
     interrupt: &Interrupt,
 ) -> Result<GuestExit, EngineError> {
-    let component = compile(engine, wasm)?;
     let module_name = wasm.path().display().to_string();
     let link_err = |reason: String| EngineError::Link {
         module: module_name.clone(),
@@ -87,7 +77,7 @@ pub(crate) fn run(
     watch_interrupt(&mut store, interrupt);
 
     let pre = linker
-        .instantiate_pre(&component)
+        .instantiate_pre(component)
         .map_err(|e| link_err(format!("{e:#}")))?;
 
     if let Some(export) = plan.export.as_deref() {

@@ -10,13 +10,6 @@ struct Host {
     cap: MemoryCap,
 }
 
-pub(crate) fn compile(engine: &wasmtime::Engine, wasm: &WasmBinary) -> Result<Module, EngineError> {
-    Module::new(engine, wasm.bytes()).map_err(|e| EngineError::Compile {
-        module: wasm.path().display().to_string(),
-        reason: format!("{e:#}"),
-    })
-}
-
 /// The module must export the function the plan calls.
 pub(crate) fn check_entry(
     module: &Module,
@@ -35,19 +28,19 @@ pub(crate) fn check_entry(
 
 pub(crate) fn run(
     engine: &wasmtime::Engine,
+    module: &Module,
     plan: &RunPlan,
     wasm: &WasmBinary,
     stdio: Stdio,
     interrupt: &Interrupt,
 ) -> Result<GuestExit, EngineError> {
-    let module = compile(engine, wasm)?;
     let module_name = wasm.path().display().to_string();
     let link_err = |reason: String| EngineError::Link {
         module: module_name.clone(),
         reason,
     };
 
-    check_entry(&module, plan, wasm)?;
+    check_entry(module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");
 
     let mut linker: Linker<Host> = Linker::new(engine);
@@ -66,7 +59,7 @@ pub(crate) fn run(
     watch_interrupt(&mut store, interrupt);
 
     let pre = linker
-        .instantiate_pre(&module)
+        .instantiate_pre(module)
         .map_err(|e| link_err(format!("{e:#}")))?;
     let instance = match pre.instantiate(&mut store) {
         Ok(i) => i,

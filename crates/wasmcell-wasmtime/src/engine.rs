@@ -3,9 +3,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmcell_core::{
-    Engine, EngineError, GuestExit, Interrupt, ModuleKind, RunPlan, Stdio, WasmBinary,
-};
+use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+
+use crate::cache::CompileCache;
+use crate::compile::{Compiled, Compiler};
 
 /// How often the epoch advances; an interrupt is seen within about one tick of guest execution.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -14,12 +15,24 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub struct WasmtimeEngine {
     engine: wasmtime::Engine,
+    compiler: Compiler,
     ticker: Option<EpochTicker>,
 }
 
 impl WasmtimeEngine {
     /// Build the engine (Cranelift, component model, epoch interruption) and start its ticker.
+    /// Compiled code is kept in memory only; see [`WasmtimeEngine::with_cache`].
     pub fn new() -> Result<Self, EngineError> {
+        Self::build(None)
+    }
+
+    /// As [`WasmtimeEngine::new`], also keeping compiled code in an on-disk cache shared by
+    /// every process on the node.
+    pub fn with_cache(cache: CompileCache) -> Result<Self, EngineError> {
+        Self::build(Some(cache))
+    }
+
+    fn build(cache: Option<CompileCache>) -> Result<Self, EngineError> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -33,6 +46,7 @@ impl WasmtimeEngine {
         })?;
         Ok(WasmtimeEngine {
             engine,
+            compiler: Compiler::new(cache),
             ticker: Some(ticker),
         })
     }
@@ -57,13 +71,9 @@ impl Engine for WasmtimeEngine {
     }
 
     fn prepare(&self, plan: &RunPlan, wasm: &WasmBinary) -> Result<(), EngineError> {
-        match wasm.kind() {
-            ModuleKind::Core => {
-                let module = crate::core_module::compile(&self.engine, wasm)?;
-                crate::core_module::check_entry(&module, plan, wasm)
-            }
-            ModuleKind::Component => {
-                let component = crate::component::compile(&self.engine, wasm)?;
+        match self.compiler.compile(&self.engine, wasm)? {
+            Compiled::Core(module) => crate::core_module::check_entry(&module, plan, wasm),
+            Compiled::Component(component) => {
                 crate::component::check_entry(&self.engine, &component, plan, wasm)
             }
         }
@@ -77,10 +87,12 @@ impl Engine for WasmtimeEngine {
         interrupt: &Interrupt,
     ) -> Result<GuestExit, EngineError> {
         tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
-        match wasm.kind() {
-            ModuleKind::Core => crate::core_module::run(&self.engine, plan, wasm, stdio, interrupt),
-            ModuleKind::Component => {
-                crate::component::run(&self.engine, plan, wasm, stdio, interrupt)
+        match self.compiler.compile(&self.engine, wasm)? {
+            Compiled::Core(module) => {
+                crate::core_module::run(&self.engine, &module, plan, wasm, stdio, interrupt)
+            }
+            Compiled::Component(component) => {
+                crate::component::run(&self.engine, &component, plan, wasm, stdio, interrupt)
             }
         }
     }

@@ -4,6 +4,8 @@
 //! the epoch ticker that lets an [`Interrupt`](wasmcell_core::Interrupt) stop a spinning guest.
 #![warn(missing_docs)]
 
+mod cache;
+mod compile;
 mod component;
 mod core_module;
 mod engine;
@@ -11,4 +13,5 @@ mod exit;
 mod limits;
 mod wasi;
 
+pub use cache::{CacheEntry, CompileCache, PruneReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES};
 pub use engine::WasmtimeEngine;

@@ -1,2 +1,3 @@
+pub(crate) mod cache;
 pub(crate) mod image;
 pub(crate) mod run;

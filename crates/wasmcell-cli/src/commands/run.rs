@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
-use wasmcell_wasmtime::WasmtimeEngine;
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 /// `wasmcell run`: run a module with explicit grants, or an OCI bundle.
 #[derive(Debug, Args)]
@@ -32,6 +32,10 @@ pub(crate) struct RunCommand {
     /// Call this export instead of `_start` / `wasi:cli/run`.
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
+
+    /// Compile in memory only; do not read or fill the precompile cache.
+    #[arg(long)]
+    no_cache: bool,
 
     /// The .wasm module or component to run.
     #[arg(required_unless_present = "bundle")]
@@ -96,7 +100,14 @@ impl RunCommand {
             plan = plan.with_memory_limit(self.memory_limit);
         }
         let wasm = WasmBinary::read(&plan.module)?;
-        let engine = WasmtimeEngine::new()?;
+        let engine = if self.no_cache {
+            WasmtimeEngine::new()?
+        } else {
+            WasmtimeEngine::with_cache(CompileCache::new(
+                CompileCache::default_dir(),
+                DEFAULT_MAX_BYTES,
+            ))?
+        };
         tracing::debug!(module = %plan.module.display(), preopens = plan.preopens.len(), "starting guest");
         Ok(engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new())?)
     }
@@ -114,7 +125,7 @@ fn parse_env(kv: &str) -> Result<(String, String), Error> {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let lower = s.to_ascii_lowercase();
     let (digits, mult) = match lower.char_indices().last() {
         Some((i, 'k')) => (&lower[..i], 1u64 << 10),

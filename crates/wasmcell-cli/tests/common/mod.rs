@@ -18,7 +18,10 @@ pub struct Output {
 
 pub fn wasmcell() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmcell"));
-    cmd.env_remove("RUST_LOG");
+    cmd.env_remove("RUST_LOG").env(
+        "WASMCELL_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"),
+    );
     cmd
 }
 

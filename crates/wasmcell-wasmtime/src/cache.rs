@@ -1,0 +1,261 @@
+//! The on-disk precompile cache: Wasmtime's compiled code for a module, keyed by the module's
+//! content digest and the engine's compatibility hash, so a node compiles each module once.
+//!
+//! Entry format: `WCCACHE1` + sha256(payload) + payload (Wasmtime's serialized module). An entry
+//! whose checksum does not match, or that Wasmtime refuses, is deleted and recompiled, never run.
+//! Entries are written to a temporary file and renamed into place; the least recently used are
+//! evicted past the size bound.
+
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use wasmcell_core::ModuleKind;
+
+const MAGIC: &[u8; 8] = b"WCCACHE1";
+const HEADER: usize = MAGIC.len() + 32;
+const EXTENSION: &str = "cwasm";
+/// Bumped whenever the entry format or key derivation changes.
+const FORMAT_VERSION: &str = "wasmcell-cache-v1";
+/// Default size bound: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Environment variable overriding the cache directory.
+pub const CACHE_DIR_ENV: &str = "WASMCELL_CACHE_DIR";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A directory of precompiled modules.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// One cache entry, as `wasmcell cache ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// File name (the key).
+    pub key: String,
+    /// Size on disk in bytes.
+    pub size: u64,
+    /// Last time the entry was written or used.
+    pub last_used: SystemTime,
+}
+
+/// What [`CompileCache::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Entries removed.
+    pub removed: usize,
+    /// Bytes freed.
+    pub freed: u64,
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created on first store) bounded to `max_bytes`.
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        CompileCache {
+            dir: dir.into(),
+            max_bytes,
+        }
+    }
+
+    /// `$WASMCELL_CACHE_DIR`, or `/var/lib/wasmcell/cache`.
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os(CACHE_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/wasmcell/cache"))
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key for a module: stable across processes and wasmcell releases for the same
+    /// Wasmtime version and configuration (it hashes the engine's compatibility hash, never a
+    /// process-local hasher state).
+    pub(crate) fn key(engine: &wasmtime::Engine, kind: ModuleKind, digest: &[u8; 32]) -> String {
+        let mut h = ShaHasher(Sha256::new());
+        h.0.update(FORMAT_VERSION.as_bytes());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.0.update(match kind {
+            ModuleKind::Core => b"core".as_slice(),
+            ModuleKind::Component => b"component".as_slice(),
+        });
+        h.0.update(digest);
+        hex(&h.0.finalize())
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.{EXTENSION}"))
+    }
+
+    /// The verified payload of an entry, or None (a bad entry is deleted).
+    pub(crate) fn load(&self, key: &str) -> Option<Vec<u8>> {
+        let path = self.path(key);
+        let mut bytes = std::fs::read(&path).ok()?;
+        let valid = bytes.len() >= HEADER
+            && &bytes[..MAGIC.len()] == MAGIC
+            && Sha256::digest(&bytes[HEADER..]).as_slice() == &bytes[MAGIC.len()..HEADER];
+        if !valid {
+            tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
+            self.discard(key);
+            return None;
+        }
+        // Mark as recently used for eviction; failing to do so only ages the entry.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        Some(bytes.split_off(HEADER))
+    }
+
+    /// Remove an entry (e.g. one Wasmtime refused to load).
+    pub(crate) fn discard(&self, key: &str) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+
+    /// Store an entry atomically, then evict past the size bound.
+    pub(crate) fn store(&self, key: &str, payload: &[u8]) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(
+            ".{key}.{}.{}.tmp",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&Sha256::digest(payload));
+        bytes.extend_from_slice(payload);
+        let written =
+            std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, self.path(key)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        self.prune(self.max_bytes)?;
+        Ok(())
+    }
+
+    /// Every entry, most recently used first.
+    pub fn entries(&self) -> io::Result<Vec<CacheEntry>> {
+        let dir = match std::fs::read_dir(&self.dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut entries = Vec::new();
+        for e in dir {
+            let e = e?;
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some(EXTENSION) {
+                continue;
+            }
+            let meta = e.metadata()?;
+            entries.push(CacheEntry {
+                key: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size: meta.len(),
+                last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
+        Ok(entries)
+    }
+
+    /// Remove the least recently used entries until the cache holds at most `max_bytes`.
+    pub fn prune(&self, max_bytes: u64) -> io::Result<PruneReport> {
+        let entries = self.entries()?;
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut report = PruneReport::default();
+        for e in entries.iter().rev() {
+            if total <= max_bytes {
+                break;
+            }
+            match std::fs::remove_file(self.path(&e.key)) {
+                Ok(()) => {
+                    total -= e.size;
+                    report.removed += 1;
+                    report.freed += e.size;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => total -= e.size,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
+    }
+}
+
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_loads_and_rejects_corrupt_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+        cache.store("k1", b"payload").expect("store");
+        assert_eq!(cache.load("k1").as_deref(), Some(b"payload".as_slice()));
+
+        let path = cache.path("k1");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write");
+        assert_eq!(cache.load("k1"), None, "a corrupt entry must not load");
+        assert!(!path.exists(), "a corrupt entry is deleted");
+
+        std::fs::write(cache.path("k2"), b"short").expect("write");
+        assert_eq!(cache.load("k2"), None);
+    }
+
+    #[test]
+    fn evicts_least_recently_used_past_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), 3 * (HEADER as u64 + 100));
+        for k in ["a", "b", "c"] {
+            cache.store(k, &[0u8; 100]).expect("store");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(cache.load("a").is_some(), "touch a");
+        cache.store("d", &[0u8; 100]).expect("store");
+        let mut keys: Vec<_> = cache
+            .entries()
+            .expect("entries")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, vec!["a", "c", "d"], "b was least recently used");
+
+        let report = cache.prune(0).expect("prune");
+        assert_eq!(report.removed, 3);
+        assert!(cache.entries().expect("entries").is_empty());
+    }
+}

@@ -1,0 +1,132 @@
+//! Compiling a binary once: in memory per engine (by content digest), and on disk per node
+//! through the [`CompileCache`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wasmcell_core::{EngineError, ModuleKind, WasmBinary};
+use wasmtime::component::Component;
+use wasmtime::Module;
+
+use crate::cache::{sha256, CompileCache};
+
+/// Compiled code of a core module or a component (cheap to clone).
+#[derive(Clone)]
+pub(crate) enum Compiled {
+    Core(Module),
+    Component(Component),
+}
+
+/// How many compiled binaries an engine keeps in memory.
+const MEMO_ENTRIES: usize = 64;
+
+/// Compiles binaries, remembering the results.
+pub(crate) struct Compiler {
+    memo: Mutex<HashMap<[u8; 32], Compiled>>,
+    cache: Option<CompileCache>,
+}
+
+impl std::fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiler")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiler {
+    pub(crate) fn new(cache: Option<CompileCache>) -> Self {
+        Compiler {
+            memo: Mutex::new(HashMap::new()),
+            cache,
+        }
+    }
+
+    pub(crate) fn compile(
+        &self,
+        engine: &wasmtime::Engine,
+        wasm: &WasmBinary,
+    ) -> Result<Compiled, EngineError> {
+        let digest = sha256(wasm.bytes());
+        if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
+            return Ok(c);
+        }
+        let compiled = match &self.cache {
+            Some(cache) => cached(cache, engine, wasm, &digest)?,
+            None => fresh(engine, wasm)?,
+        };
+        if let Ok(mut memo) = self.memo.lock() {
+            if memo.len() >= MEMO_ENTRIES {
+                memo.clear();
+            }
+            memo.insert(digest, compiled.clone());
+        }
+        Ok(compiled)
+    }
+}
+
+fn fresh(engine: &wasmtime::Engine, wasm: &WasmBinary) -> Result<Compiled, EngineError> {
+    let compile_err = |e: wasmtime::Error| EngineError::Compile {
+        module: wasm.path().display().to_string(),
+        reason: format!("{e:#}"),
+    };
+    Ok(match wasm.kind() {
+        ModuleKind::Core => Compiled::Core(Module::new(engine, wasm.bytes()).map_err(compile_err)?),
+        ModuleKind::Component => {
+            Compiled::Component(Component::new(engine, wasm.bytes()).map_err(compile_err)?)
+        }
+    })
+}
+
+fn cached(
+    cache: &CompileCache,
+    engine: &wasmtime::Engine,
+    wasm: &WasmBinary,
+    digest: &[u8; 32],
+) -> Result<Compiled, EngineError> {
+    let key = CompileCache::key(engine, wasm.kind(), digest);
+    if let Some(payload) = cache.load(&key) {
+        match deserialize(engine, wasm.kind(), &payload) {
+            Ok(c) => {
+                tracing::debug!(module = %wasm.path().display(), %key, "compiled code from cache");
+                return Ok(c);
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %format!("{e:#}"), "discarding stale cache entry");
+                cache.discard(&key);
+            }
+        }
+    }
+    let compiled = fresh(engine, wasm)?;
+    let serialized = match &compiled {
+        Compiled::Core(m) => m.serialize(),
+        Compiled::Component(c) => c.serialize(),
+    };
+    match serialized.map_err(|e| std::io::Error::other(format!("{e:#}"))) {
+        Ok(bytes) => {
+            if let Err(e) = cache.store(&key, &bytes) {
+                tracing::warn!(dir = %cache.dir().display(), error = %e, "failed to store compiled code");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "failed to serialize compiled code"),
+    }
+    Ok(compiled)
+}
+
+fn deserialize(
+    engine: &wasmtime::Engine,
+    kind: ModuleKind,
+    payload: &[u8],
+) -> wasmtime::Result<Compiled> {
+    // SAFETY: the payload was produced by `serialize` of an engine with the same compatibility
+    // hash (it is part of the key), written by this library, and its sha256 checksum was
+    // verified by `CompileCache::load`; Wasmtime also checks its own header and version.
+    #[allow(unsafe_code)]
+    let compiled = unsafe {
+        match kind {
+            ModuleKind::Core => Compiled::Core(Module::deserialize(engine, payload)?),
+            ModuleKind::Component => Compiled::Component(Component::deserialize(engine, payload)?),
+        }
+    };
+    Ok(compiled)
+}

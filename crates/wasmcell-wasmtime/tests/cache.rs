@@ -1,0 +1,84 @@
+//! The precompile cache: one entry per module, reused across engines, and a corrupt or stale
+//! entry is recompiled, never run.
+use std::path::Path;
+
+use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_test_guests as guests;
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+
+fn run_hello(cache: &CompileCache, module: &str) -> GuestExit {
+    let engine = WasmtimeEngine::with_cache(cache.clone()).expect("engine");
+    let wasm = WasmBinary::read(Path::new(module)).expect("read");
+    let plan = RunPlan::for_module(Path::new(module), vec![], vec![], &[]).expect("plan");
+    engine.prepare(&plan, &wasm).expect("prepare");
+    engine
+        .run(&plan, &wasm, Stdio::default(), &Interrupt::new())
+        .expect("run")
+}
+
+fn only_entry(cache: &CompileCache) -> std::path::PathBuf {
+    let entries = cache.entries().expect("entries");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    cache.dir().join(format!("{}.cwasm", entries[0].key))
+}
+
+#[test]
+fn compiles_once_and_reuses_the_entry_across_engines() {
+    for module in [guests::HELLO_P1, guests::HELLO_P2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+        assert_eq!(run_hello(&cache, module), GuestExit::Exited(0));
+        let entry = only_entry(&cache);
+        let first = std::fs::read(&entry).expect("entry");
+        assert_eq!(run_hello(&cache, module), GuestExit::Exited(0));
+        assert_eq!(
+            only_entry(&cache),
+            entry,
+            "the key is stable across engines"
+        );
+        assert_eq!(
+            std::fs::read(&entry).expect("entry"),
+            first,
+            "not recompiled"
+        );
+    }
+}
+
+#[test]
+fn corrupt_and_stale_entries_are_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+    assert_eq!(run_hello(&cache, guests::HELLO_P1), GuestExit::Exited(0));
+    let entry = only_entry(&cache);
+    let good = std::fs::read(&entry).expect("entry");
+
+    // Flipped bits: the checksum no longer matches.
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0x55;
+    std::fs::write(&entry, &corrupt).expect("write");
+    assert_eq!(run_hello(&cache, guests::HELLO_P1), GuestExit::Exited(0));
+    assert_eq!(
+        std::fs::read(&entry).expect("entry"),
+        good,
+        "rewritten after recompiling"
+    );
+
+    // A well-formed entry whose payload Wasmtime refuses (e.g. from another engine build).
+    let payload = b"not wasmtime code".to_vec();
+    let mut stale = b"WCCACHE1".to_vec();
+    stale.extend_from_slice(&sha256(&payload));
+    stale.extend_from_slice(&payload);
+    std::fs::write(&entry, &stale).expect("write");
+    assert_eq!(run_hello(&cache, guests::HELLO_P1), GuestExit::Exited(0));
+    assert_eq!(
+        std::fs::read(&entry).expect("entry"),
+        good,
+        "rewritten after recompiling"
+    );
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
