@@ -3,7 +3,7 @@ CARGO ?= cargo
 SYSTEM_PACKAGES ?= containerd runc
 HELLO := target/guests/wasm32-wasip1/release/hello.wasm
 
-.PHONY: all deps build demo test fmt clippy
+.PHONY: all deps build demo test fmt clippy bench
 
 all: build
 
@@ -26,3 +26,10 @@ clippy:
 
 test: deps fmt clippy
 	$(CARGO) test --workspace
+
+# Benchmarks (not part of `make test`): a private containerd; wasmcell vs runc + busybox (and a
+# peer shim when PEER_SHIM=/path/to/containerd-shim-NAME-v1 is set), measured in the same run.
+bench: deps
+	@./scripts/install-deps.sh busybox-static
+	$(CARGO) build --release -p wasmcell-shim -p wasmcell-bench
+	./target/release/wasmcell-bench
