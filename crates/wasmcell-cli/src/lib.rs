@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod install;
 
 /// Run WebAssembly (WASI) workloads as containers.
 #[derive(Debug, Parser)]
@@ -23,6 +24,9 @@ enum Command {
     /// Inspect or prune the precompile cache.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
+    /// Install wasmcell into a container engine's configuration.
+    #[command(subcommand)]
+    Install(commands::install::InstallCommand),
 }
 
 /// Parse the command line, run the subcommand, and return the process exit status.
@@ -33,6 +37,7 @@ pub fn main() -> i32 {
         Command::Run(cmd) => cmd.execute(),
         Command::Image(cmd) => cmd.execute(),
         Command::Cache(cmd) => cmd.execute(),
+        Command::Install(cmd) => cmd.execute(),
     }
 }
 
