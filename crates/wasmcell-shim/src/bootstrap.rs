@@ -177,8 +177,12 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let events = Events::start(publisher, flags.namespace.clone());
     let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
     let exit = Arc::new(ExitSignal::default());
-    let service: Arc<dyn Task + Send + Sync> =
-        Arc::new(TaskService::new(events, reaper, exit.clone()));
+    let service: Arc<dyn Task + Send + Sync> = Arc::new(TaskService::new(
+        events,
+        reaper,
+        &flags.namespace,
+        exit.clone(),
+    ));
 
     let mut server = Server::new()
         .add_listener(listen_fd.into_raw_fd())
@@ -258,6 +262,19 @@ fn delete(flags: &Flags) -> Result<(), String> {
             }
         }
         let _ = std::fs::remove_file(bundle.join(STATE_FILE));
+    }
+    if bundle.join("init.pid").exists() {
+        // A Linux container: runc holds its state and cgroup.
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(crate::linux::runc_root(&flags.namespace))
+            .args(["delete", "--force", &flags.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Err(e) = status {
+            eprintln!("containerd-shim-wasmcell-v1: failed to run runc delete: {e}");
+        }
     }
     unmount_rootfs(&bundle);
     let response = DeleteResponse {

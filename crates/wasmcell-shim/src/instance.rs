@@ -16,6 +16,8 @@ use oci_spec::runtime::Spec;
 
 use crate::cgroup::Cgroup;
 use crate::guest::{CONTROL_FD, PREPARE, START, SUBCOMMAND};
+use crate::linux::Runc;
+use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
@@ -54,6 +56,8 @@ pub(crate) struct Instance {
     pub(crate) req: CreateRequest,
     pub(crate) pid: u32,
     pub(crate) cgroup: Option<Cgroup>,
+    /// Set for a Linux container run by runc; `None` for a Wasm guest.
+    pub(crate) runc: Option<(Runc, Reaper)>,
     control: Mutex<Option<UnixStream>>,
     state: Mutex<State>,
     exited: Condvar,
@@ -128,6 +132,7 @@ impl Instance {
             req,
             pid,
             cgroup,
+            runc: None,
             control: Mutex::new(None),
             state: Mutex::new(State {
                 status: Status::Created,
@@ -159,8 +164,35 @@ impl Instance {
         lock(&self.state)
     }
 
-    /// Let the prepared guest run.
-    pub(crate) fn start(&self) -> Result<(), ShimError> {
+    /// Create a Linux container with runc (its cgroup is runc's; the shim only reads it).
+    pub(crate) fn create_linux(
+        req: CreateRequest,
+        spec: &Spec,
+        runc: Runc,
+        reaper: Reaper,
+    ) -> Result<Self, ShimError> {
+        let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let pid = runc.create(&reaper, &req.id, &req.bundle, stdio)?;
+        let cgroup = Cgroup::for_spec(spec, &req.id).ok();
+        Ok(Instance {
+            req,
+            pid,
+            cgroup,
+            runc: Some((runc, reaper)),
+            control: Mutex::new(None),
+            state: Mutex::new(State {
+                status: Status::Created,
+                exit_code: 0,
+                exited_at: None,
+                oom: false,
+            }),
+            exited: Condvar::new(),
+        })
+    }
+
+    /// Let the prepared guest run; `started` runs under the state lock once it is running, so
+    /// that nothing about its exit can be reported before it.
+    pub(crate) fn start(&self, started: impl FnOnce()) -> Result<(), ShimError> {
         let mut state = self.state();
         match state.status {
             Status::Created => {}
@@ -177,11 +209,18 @@ impl Instance {
                 )))
             }
         }
+        if let Some((runc, reaper)) = &self.runc {
+            runc.start(reaper, &self.req.id, &self.req.bundle)?;
+            state.status = Status::Running;
+            started();
+            return Ok(());
+        }
         let mut control = lock(&self.control);
         let sent = control.as_mut().map(|c| c.write_all(&[START]));
         match sent {
             Some(Ok(())) => {
                 state.status = Status::Running;
+                started();
                 Ok(())
             }
             Some(Err(e)) => Err(ShimError::io(
@@ -250,6 +289,23 @@ impl Instance {
         {
             Ok((s, _)) => s.status == Status::Stopped,
             Err(_) => false,
+        }
+    }
+
+    /// Release what the container holds: runc's state for a Linux container, the cgroup for a
+    /// Wasm guest.
+    pub(crate) fn cleanup(&self) {
+        match &self.runc {
+            Some((runc, reaper)) => {
+                if let Err(e) = runc.delete(reaper, &self.req.id, &self.req.bundle) {
+                    tracing::warn!(container = %self.req.id, error = %e, "runc delete failed");
+                }
+            }
+            None => {
+                if let Some(cg) = &self.cgroup {
+                    cg.remove();
+                }
+            }
         }
     }
 

@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod guest;
 mod instance;
+mod linux;
 mod namespaces;
 mod reaper;
 mod service;

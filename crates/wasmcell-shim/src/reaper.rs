@@ -94,7 +94,7 @@ impl Reaper {
         match t.handlers.remove(&pid) {
             Some(handler) => {
                 drop(t);
-                handler(code);
+                run_handler(pid, handler, code);
             }
             None => {
                 if t.early.len() >= MAX_EARLY {
@@ -103,6 +103,17 @@ impl Reaper {
                 t.early.insert(pid, code);
             }
         }
+    }
+}
+
+/// Handlers run on their own thread: they may take locks that a thread waiting for another
+/// child's exit (e.g. a runc call) holds, and the reaper must keep reaping meanwhile.
+fn run_handler(pid: i32, handler: ExitHandler, code: i32) {
+    let spawned = std::thread::Builder::new()
+        .name("wasmcell-exit".into())
+        .spawn(move || handler(code));
+    if let Err(e) = spawned {
+        tracing::error!(pid, error = %e, "failed to start an exit handler thread");
     }
 }
 
@@ -134,6 +145,6 @@ mod tests {
         });
         assert!(rx.try_recv().is_err());
         reaper.deliver(4343, 137);
-        assert_eq!(rx.try_recv(), Ok(137));
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(137));
     }
 }

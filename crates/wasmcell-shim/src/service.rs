@@ -26,6 +26,7 @@ use oci_spec::runtime::Spec;
 
 use crate::events::Events;
 use crate::instance::{lock, CreateRequest, Instance, Status as InstanceStatus};
+use crate::linux::Runc;
 use crate::reaper::Reaper;
 use crate::ShimError;
 
@@ -63,15 +64,22 @@ pub(crate) struct TaskService {
     instances: Arc<Mutex<HashMap<String, Arc<Instance>>>>,
     events: Events,
     reaper: Reaper,
+    runc: Runc,
     exit: Arc<ExitSignal>,
 }
 
 impl TaskService {
-    pub(crate) fn new(events: Events, reaper: Reaper, exit: Arc<ExitSignal>) -> Self {
+    pub(crate) fn new(
+        events: Events,
+        reaper: Reaper,
+        namespace: &str,
+        exit: Arc<ExitSignal>,
+    ) -> Self {
         TaskService {
             instances: Arc::default(),
             events,
             reaper,
+            runc: Runc::new(namespace),
             exit,
         }
     }
@@ -173,14 +181,16 @@ impl TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
         };
-        Instance::create(create, &spec)
-            .map(Arc::new)
-            .map_err(|e| match e {
-                ShimError::Workload(msg) => {
-                    ShimError::Workload(format!("container {}: {msg}", req.id))
-                }
-                other => other,
-            })
+        let created = if crate::linux::is_linux_workload(&spec, bundle) {
+            tracing::info!(container = %req.id, "running as a Linux container");
+            Instance::create_linux(create, &spec, self.runc.clone(), self.reaper.clone())
+        } else {
+            Instance::create(create, &spec)
+        };
+        created.map(Arc::new).map_err(|e| match e {
+            ShimError::Workload(msg) => ShimError::Workload(format!("container {}: {msg}", req.id)),
+            other => other,
+        })
     }
 
     fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse, ShimError> {
@@ -210,9 +220,7 @@ impl TaskService {
             }
             InstanceStatus::Stopped => {}
         }
-        if let Some(cg) = &instance.cgroup {
-            cg.remove();
-        }
+        instance.cleanup();
         let bundle = instance.req.bundle.clone();
         unmount_rootfs(&bundle);
         let _ = std::fs::remove_file(bundle.join(STATE_FILE));
@@ -251,17 +259,14 @@ impl Task for TaskService {
             return Err(ShimError::Unimplemented("Exec").into());
         }
         let instance = self.get(&req.id)?;
-        // Hold the state lock across start and the TaskStart event, so that a quick exit's
-        // TaskExit is queued after TaskStart.
-        {
-            instance.start()?;
-            let _state = instance.state();
+        // TaskStart is queued under the state lock, so a quick exit's TaskExit comes after it.
+        instance.start(|| {
             self.events.start_task(TaskStart {
                 container_id: req.id.clone(),
                 pid: instance.pid,
                 ..Default::default()
-            });
-        }
+            })
+        })?;
         tracing::info!(container = %req.id, pid = instance.pid, "started");
         Ok(StartResponse {
             pid: instance.pid,
