@@ -48,12 +48,14 @@ pub(crate) fn main(args: &[String]) -> i32 {
     }
 
     let bundle = PathBuf::from(bundle);
+    let mut timings = Timings::new();
     if let Err(e) = enter_namespaces(&bundle) {
         let code = wasmcell_core::EXIT_CONFIG_ERROR;
         let _ = writeln!(control, "error {code} {}", one_line(&e));
         return code;
     }
-    let prepared = prepare(&bundle);
+    timings.mark("namespaces");
+    let prepared = prepare(&bundle, &mut timings);
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -66,7 +68,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return e.exit_code();
         }
     };
-    if writeln!(control, "ready").is_err() {
+    if writeln!(control, "ready {}", timings.report()).is_err() {
         return EXIT_NOT_STARTED;
     }
     match control.read(&mut byte) {
@@ -96,13 +98,49 @@ pub(crate) fn main(args: &[String]) -> i32 {
 
 fn prepare(
     bundle: &std::path::Path,
+    timings: &mut Timings,
 ) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), wasmcell_core::Error> {
     let plan = RunPlan::from_bundle(bundle)?;
+    timings.mark("plan");
     let wasm = WasmBinary::read(&plan.module)?;
+    timings.mark("read");
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
     let engine = WasmtimeEngine::with_cache(cache)?;
+    timings.mark("engine");
     engine.prepare(&plan, &wasm)?;
+    timings.mark("compile");
     Ok((plan, wasm, engine))
+}
+
+/// Where the guest process spent its preparation, reported to the shim with `ready`
+/// (`ready namespaces=0.31 plan=0.05 ...`, milliseconds) so the start path can be measured.
+struct Timings {
+    last: std::time::Instant,
+    parts: Vec<(&'static str, f64)>,
+}
+
+impl Timings {
+    fn new() -> Self {
+        Timings {
+            last: std::time::Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        self.parts
+            .push((what, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+
+    fn report(&self) -> String {
+        self.parts
+            .iter()
+            .map(|(k, ms)| format!("{k}={ms:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn enter_namespaces(bundle: &std::path::Path) -> Result<(), String> {

@@ -341,8 +341,12 @@ fn read_ready(control: &UnixStream) -> Result<(), ShimError> {
         Ok(0) => Err(ShimError::Workload(
             "the guest process exited before it was ready".into(),
         )),
-        Ok(_) if line.trim_end() == "ready" => {
+        Ok(_) if line.starts_with("ready") => {
             let _ = control.set_read_timeout(None);
+            tracing::debug!(
+                timings_ms = line.trim_end().trim_start_matches("ready").trim(),
+                "guest prepared"
+            );
             Ok(())
         }
         Ok(_) => {

@@ -92,6 +92,7 @@ impl TaskService {
     }
 
     fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse, ShimError> {
+        let begun = std::time::Instant::now();
         let id = req.id.clone();
         if lock(&self.instances).contains_key(&id) {
             return Err(ShimError::AlreadyExists(id));
@@ -156,7 +157,12 @@ impl TaskService {
             pid,
             ..Default::default()
         });
-        tracing::info!(container = %id, pid, "created");
+        tracing::info!(
+            container = %id,
+            pid,
+            elapsed_ms = begun.elapsed().as_secs_f64() * 1000.0,
+            "created"
+        );
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
