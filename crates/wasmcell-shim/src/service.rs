@@ -119,7 +119,21 @@ impl TaskService {
         write_state_file(&bundle, pid, instance.cgroup.as_ref().map(|c| c.path()));
         lock(&self.instances).insert(id.clone(), instance.clone());
 
-        let service_instances = self.instances.clone();
+        self.events.create(TaskCreate {
+            container_id: id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: false,
+                ..Default::default()
+            }),
+            pid,
+            ..Default::default()
+        });
+
         let events = self.events.clone();
         let exited = instance.clone();
         self.reaper.on_exit(pid as i32, move |code| {
@@ -139,23 +153,6 @@ impl TaskService {
                 exited_at: MessageField::some(timestamp(state.exited_at)),
                 ..Default::default()
             });
-            drop(state);
-            let _ = service_instances;
-        });
-
-        self.events.create(TaskCreate {
-            container_id: id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(TaskIO {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: false,
-                ..Default::default()
-            }),
-            pid,
-            ..Default::default()
         });
         tracing::info!(
             container = %id,

@@ -33,7 +33,7 @@ fn open_input(path: &str) -> Result<File, ShimError> {
     }
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc_nonblock())
+        .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(Path::new(path))
         .map_err(|e| ShimError::io(format!("failed to open stdin {path}"), e))?;
     let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
@@ -51,8 +51,4 @@ fn open_output(path: &str) -> Result<File, ShimError> {
         .write(true)
         .open(path)
         .map_err(|e| ShimError::io(format!("failed to open {path}"), e))
-}
-
-fn libc_nonblock() -> i32 {
-    OFlag::O_NONBLOCK.bits()
 }
