@@ -116,14 +116,13 @@ impl Instance {
                 match cg.add(pid as i32, resources) {
                     Ok(()) => Some(cg),
                     Err(e) => {
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                        cg.remove();
+                        abandon(pid, Some(&cg));
                         return Err(e);
                     }
                 }
             }
             Err(e) => {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                abandon(pid, None);
                 return Err(e);
             }
         };
@@ -154,7 +153,7 @@ impl Instance {
                 Ok(instance)
             }
             Err(e) => {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                abandon(pid, instance.cgroup.as_ref());
                 Err(e)
             }
         }
@@ -330,6 +329,30 @@ impl Instance {
         }
         false
     }
+}
+
+/// Give up on a guest process that failed before it was ready: kill it, wait (bounded) until it
+/// has left its cgroup, and remove the cgroup.
+fn abandon(pid: u32, cgroup: Option<&Cgroup>) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while still_running(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if let Some(cg) = cgroup {
+        cg.remove();
+    }
+}
+
+/// True while `pid` exists and is not a zombie (a zombie has already left its cgroup).
+fn still_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// Wait for `ready` or `error <code> <message>` from the guest process.

@@ -68,5 +68,16 @@ fn corrupt_text_and_missing_entrypoints_fail_at_create() {
     assert_fails_naming(&c, &out, &["container nostart", "no export _start"]);
     let _ = c.run_ctr(&["containers", "delete", "nostart"]);
 
+    // Failed creates leave no cgroup behind (checked before the harness tidies up).
+    for id in ["corrupt", "text", "missing", "nostart"] {
+        for root in [
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup",
+        ] {
+            let dir = std::path::Path::new(root).join(c.namespace()).join(id);
+            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+        }
+    }
     assert_clean(&c);
 }
