@@ -1,6 +1,6 @@
 # wasmcell: `make demo` runs the main job end to end, `make test` runs every test.
 CARGO ?= cargo
-SYSTEM_PACKAGES ?= containerd runc busybox-static
+SYSTEM_PACKAGES ?= containerd runc busybox-static protobuf-compiler
 HELLO := target/guests/wasm32-wasip1/release/hello.wasm
 
 .PHONY: all deps build demo test fmt clippy bench

@@ -20,8 +20,26 @@
 //! namespace's default snapshotter (label `containerd.io/defaults/snapshotter`) and as
 //! `CONTAINERD_SNAPSHOTTER` in the environment of every `ctr` command.
 //!
+//! [`Containerd::start_cri`] starts one with containerd's **CRI plugin** enabled instead (for
+//! CRI-level tests, the calls kubelet makes): a runtime handler `wasmcell` of type
+//! `io.containerd.wasmcell.v1`, the given pod sandbox image, no CNI configuration (host-network
+//! pods need none), its streaming server on a random loopback port, and everything under the
+//! temporary directory. CRI works in the fixed namespace [`CRI_NAMESPACE`] (`k8s.io`): images
+//! for it are imported with [`Containerd::import_into`], and the drop also stops and removes
+//! every pod sandbox, task and container there. [`ImageBuilder`], [`pause_image`] and
+//! [`busybox_image`] build Linux images from files, since nothing can be pulled. With the cargo
+//! feature `cri`, [`Containerd::cri`] returns a blocking CRI client ([`cri::CriClient`]).
+//!
 //! The tests using this harness must run as root; they are never skipped (see [`require_root`]).
 #![warn(missing_docs)]
+
+#[cfg(feature = "cri")]
+pub mod cri;
+mod image;
+
+pub use image::{
+    busybox_image, host_architecture, pause_image, ImageBuilder, HOST_BUSYBOX, PAUSE_IMAGE,
+};
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -45,9 +63,18 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Environment variable forcing the snapshotter (`overlayfs` or `native`).
 pub const SNAPSHOTTER_ENV: &str = "WASMCELL_TEST_SNAPSHOTTER";
+/// The namespace containerd's CRI plugin works in.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The CRI runtime handler [`Containerd::start_cri`] configures (`RunPodSandbox`'s
+/// `runtime_handler`).
+pub const CRI_RUNTIME_HANDLER: &str = "wasmcell";
+/// The runtime type behind [`CRI_RUNTIME_HANDLER`]: the wasmcell shim.
+pub const CRI_RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
 
 /// Deadline of each `ctr` command run while cleaning up in `Drop`.
 const CLEANUP_CTR_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the drop keeps trying to remove the instance's cgroups.
+const CGROUP_REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Lines of containerd's log quoted in panic messages.
 const LOG_TAIL_LINES: usize = 80;
 /// Longest socket path we accept (`sun_path` holds 108 bytes including the NUL).
@@ -90,6 +117,8 @@ pub struct Containerd {
     namespace: String,
     snapshotter: &'static str,
     path_env: OsString,
+    /// The pod sandbox image when the CRI plugin is enabled ([`Containerd::start_cri`]).
+    sandbox_image: Option<String>,
     // Declared last: removed after `Drop::drop` has stopped containerd and unmounted everything.
     dir: TempDir,
 }
@@ -110,6 +139,48 @@ impl Containerd {
     /// # Panics
     /// As [`Containerd::start`].
     pub fn start_with_path(extra_path_dirs: &[PathBuf]) -> Containerd {
+        Containerd::start_inner(extra_path_dirs, None)
+    }
+
+    /// Start a private containerd with its **CRI plugin** enabled (see the crate docs), whose
+    /// `PATH` is `extra_path_dirs` followed by the current `PATH`. `sandbox_image` is the CRI
+    /// `sandbox_image`; it cannot be pulled, so import it (into [`CRI_NAMESPACE`]) before the
+    /// first `RunPodSandbox`, or use [`Containerd::start_cri_with_pause`].
+    ///
+    /// The CRI plugin serves on [`Containerd::socket`]. Its runtime handler
+    /// [`CRI_RUNTIME_HANDLER`] runs the shim [`CRI_RUNTIME_TYPE`]; the default handler stays
+    /// `runc` (`io.containerd.runc.v2`), as in containerd's own default configuration. The
+    /// namespace [`CRI_NAMESPACE`] is created with the chosen snapshotter as its default, so
+    /// `ctr` imports unpack where CRI looks.
+    ///
+    /// # Panics
+    /// As [`Containerd::start`].
+    pub fn start_cri(extra_path_dirs: &[PathBuf], sandbox_image: &str) -> Containerd {
+        Containerd::start_inner(extra_path_dirs, Some(sandbox_image.to_string()))
+    }
+
+    /// [`Containerd::start_cri`] with the sandbox image [`PAUSE_IMAGE`], built by
+    /// [`pause_image`] from the host's busybox and imported into [`CRI_NAMESPACE`].
+    ///
+    /// # Panics
+    /// As [`Containerd::start`], and when `/bin/busybox` (Debian package `busybox-static`) is
+    /// missing or the import fails.
+    pub fn start_cri_with_pause(extra_path_dirs: &[PathBuf]) -> Containerd {
+        let containerd = Containerd::start_cri(extra_path_dirs, PAUSE_IMAGE);
+        let tar = containerd.dir().join("pause-image.tar");
+        pause_image(PAUSE_IMAGE)
+            .write_archive(&tar)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "wasmcell-testing: cannot build the pause image from {HOST_BUSYBOX} (is the \
+                 Debian package `busybox-static` installed?): {e}"
+                )
+            });
+        containerd.import_into(CRI_NAMESPACE, &tar);
+        containerd
+    }
+
+    fn start_inner(extra_path_dirs: &[PathBuf], sandbox_image: Option<String>) -> Containerd {
         require_root();
         let dir = make_temp_dir();
         let base = dir.path().to_path_buf();
@@ -124,9 +195,6 @@ impl Containerd {
         let ttrpc_socket = base.join("containerd-ttrpc.sock");
         let config = base.join("config.toml");
         let log = base.join("containerd.log");
-        let config_text = config_toml(&root, &state, &socket, &ttrpc_socket, &opt);
-        fs::write(&config, config_text)
-            .unwrap_or_else(|e| panic!("wasmcell-testing: cannot write {}: {e}", config.display()));
 
         let namespace = format!(
             "wasmcell-test-{}-{}",
@@ -144,33 +212,171 @@ impl Containerd {
             namespace,
             snapshotter: "native",
             path_env: path_with(extra_path_dirs),
+            sandbox_image,
             dir,
         };
+        // CRI names its snapshotter in the configuration: guess before starting, and restart
+        // below if containerd's own checks disagree.
+        if containerd.sandbox_image.is_some() {
+            containerd.snapshotter = containerd.preliminary_snapshotter();
+        }
+        containerd.write_config();
         containerd.spawn_and_wait();
-        containerd.snapshotter = containerd.choose_snapshotter();
+        let chosen = containerd.choose_snapshotter();
+        if containerd.sandbox_image.is_some() && chosen != containerd.snapshotter {
+            containerd.snapshotter = chosen;
+            containerd.write_config();
+            containerd.restart();
+        }
+        containerd.snapshotter = chosen;
+        if containerd.sandbox_image.is_some() {
+            containerd.check_cri_loaded();
+        }
+        let mut namespaces = vec![containerd.namespace.clone()];
+        if containerd.sandbox_image.is_some() {
+            namespaces.push(CRI_NAMESPACE.to_string());
+        }
         let label = format!("{DEFAULT_SNAPSHOTTER_LABEL}={}", containerd.snapshotter);
-        let ns = containerd.namespace.clone();
-        let out = containerd.run_ctr(&["namespaces", "create", &ns, &label]);
-        if !out.success() {
+        for ns in namespaces {
+            let out = containerd.run_ctr(&["namespaces", "create", &ns, &label]);
+            let exists = out.stderr.contains("already exists");
+            if !out.success() && !exists {
+                panic!(
+                    "wasmcell-testing: `ctr namespaces create {ns} {label}` failed:\n{}",
+                    describe(&out)
+                );
+            }
+            if exists {
+                // CRI may have created it first: set the label instead.
+                let out = containerd.run_ctr(&["namespaces", "label", &ns, &label]);
+                if !out.success() {
+                    panic!(
+                        "wasmcell-testing: `ctr namespaces label {ns} {label}` failed:\n{}",
+                        describe(&out)
+                    );
+                }
+            }
+        }
+        containerd
+    }
+
+    /// Panic unless `ctr plugins ls` shows the CRI plugin loaded (containerd only logs a
+    /// warning when its configuration is refused).
+    fn check_cri_loaded(&self) {
+        let out = self.run_ctr(&["plugins", "ls"]);
+        let loaded = out.stdout.lines().any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.first() == Some(&"io.containerd.grpc.v1")
+                && cols.get(1) == Some(&"cri")
+                && cols.last() == Some(&"ok")
+        });
+        if !loaded {
+            let log = self.log();
+            let why: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("io.containerd.grpc.v1.cri") && l.contains("level=warn"))
+                .collect();
             panic!(
-                "wasmcell-testing: `ctr namespaces create {ns} {label}` failed:\n{}",
+                "wasmcell-testing: containerd's CRI plugin did not load:\n{}\n`ctr plugins ls`:\n{}",
+                why.join("\n"),
                 describe(&out)
             );
         }
-        containerd
+    }
+
+    fn write_config(&self) {
+        let mut text = config_toml(
+            &self.root,
+            &self.state,
+            &self.socket,
+            &self.ttrpc_socket,
+            &self.dir.path().join("opt"),
+            self.sandbox_image.is_none(),
+        );
+        if let Some(image) = &self.sandbox_image {
+            let cni = self.dir.path().join("cni");
+            for d in [cni.join("bin"), cni.join("net.d")] {
+                fs::create_dir_all(&d).unwrap_or_else(|e| {
+                    panic!("wasmcell-testing: cannot create {}: {e}", d.display())
+                });
+            }
+            text.push_str(&cri_config_toml(image, self.snapshotter, &cni));
+        }
+        fs::write(&self.config, text).unwrap_or_else(|e| {
+            panic!(
+                "wasmcell-testing: cannot write {}: {e}",
+                self.config.display()
+            )
+        });
+    }
+
+    /// Whether the CRI plugin is enabled ([`Containerd::start_cri`]).
+    pub fn cri_enabled(&self) -> bool {
+        self.sandbox_image.is_some()
+    }
+
+    /// The CRI `sandbox_image`, when the CRI plugin is enabled.
+    pub fn sandbox_image(&self) -> Option<&str> {
+        self.sandbox_image.as_deref()
+    }
+
+    /// A cgroup parent for a pod, as kubelet (cgroupfs driver) gives it in
+    /// `LinuxPodSandboxConfig.cgroup_parent`: `/<namespace>/pod<pod_uid>`. Everything under
+    /// `/<namespace>` is removed (when empty) by the drop.
+    pub fn pod_cgroup_parent(&self, pod_uid: &str) -> String {
+        format!("/{}/pod{pod_uid}", self.namespace)
+    }
+
+    /// A blocking client of the CRI plugin on [`Containerd::socket`] (feature `cri`).
+    ///
+    /// # Panics
+    /// When the CRI plugin is not enabled or the client cannot connect.
+    #[cfg(feature = "cri")]
+    pub fn cri(&self) -> cri::CriClient {
+        assert!(
+            self.cri_enabled(),
+            "wasmcell-testing: the CRI plugin is disabled; start with Containerd::start_cri"
+        );
+        cri::CriClient::connect(&self.socket).unwrap_or_else(|e| {
+            panic!(
+                "wasmcell-testing: cannot connect a CRI client to {}: {e}\nlog tail:\n{}",
+                self.socket.display(),
+                self.log_tail(LOG_TAIL_LINES)
+            )
+        })
     }
 
     /// A `ctr` command pre-filled with `--address <socket> --namespace <namespace>` (and
     /// `CONTAINERD_SNAPSHOTTER` in its environment); add the subcommand and its arguments.
     pub fn ctr(&self) -> Command {
+        self.ctr_in(&self.namespace)
+    }
+
+    /// [`Containerd::ctr`] in the namespace `namespace` (e.g. [`CRI_NAMESPACE`]).
+    pub fn ctr_in(&self, namespace: &str) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.env("PATH", &self.path_env)
             .env("CONTAINERD_SNAPSHOTTER", self.snapshotter)
             .arg("--address")
             .arg(&self.socket)
             .arg("--namespace")
-            .arg(&self.namespace);
+            .arg(namespace);
         cmd
+    }
+
+    /// [`Containerd::run_ctr`] in the namespace `namespace` (e.g. [`CRI_NAMESPACE`]).
+    ///
+    /// # Panics
+    /// When `ctr` cannot be started or does not finish in time (it is then killed).
+    pub fn run_ctr_in(&self, namespace: &str, args: &[&str]) -> CtrOutput {
+        let mut cmd = self.ctr_in(namespace);
+        cmd.args(args);
+        run_with_deadline(cmd, DEFAULT_CTR_TIMEOUT).unwrap_or_else(|e| {
+            panic!(
+                "wasmcell-testing: `ctr --namespace {namespace} {}`: {e}",
+                args.join(" ")
+            )
+        })
     }
 
     /// Run `ctr <args>` (see [`Containerd::ctr`]) with a deadline of [`DEFAULT_CTR_TIMEOUT`].
@@ -199,17 +405,30 @@ impl Containerd {
     /// # Panics
     /// When the import fails; the message holds `ctr`'s output.
     pub fn import(&self, tar: &Path) {
+        self.import_into(&self.namespace, tar);
+    }
+
+    /// [`Containerd::import`] into the namespace `namespace`: [`CRI_NAMESPACE`] for images
+    /// that CRI is to run (CRI's image store picks them up shortly after; see
+    /// `cri::CriClient::wait_for_image`).
+    ///
+    /// # Panics
+    /// When the import fails; the message holds `ctr`'s output.
+    pub fn import_into(&self, namespace: &str, tar: &Path) {
         let args: [&OsStr; 4] = [
             "images".as_ref(),
             "import".as_ref(),
             "--all-platforms".as_ref(),
             tar.as_os_str(),
         ];
-        let out = run_with_deadline(self.ctr_with(&args), DEFAULT_CTR_TIMEOUT)
+        let mut cmd = self.ctr_in(namespace);
+        cmd.args(args);
+        let out = run_with_deadline(cmd, DEFAULT_CTR_TIMEOUT)
             .unwrap_or_else(|e| panic!("wasmcell-testing: importing {}: {e}", tar.display()));
         if !out.success() {
             panic!(
-                "wasmcell-testing: `ctr images import --all-platforms {}` failed:\n{}",
+                "wasmcell-testing: `ctr --namespace {namespace} images import --all-platforms {}` \
+                 failed:\n{}",
                 tar.display(),
                 describe(&out)
             );
@@ -371,7 +590,9 @@ impl Containerd {
         }
     }
 
-    fn choose_snapshotter(&self) -> &'static str {
+    /// The snapshotter to configure before containerd runs: the forced one, else `overlayfs`
+    /// when an overlay mount works here, else `native`.
+    fn preliminary_snapshotter(&self) -> &'static str {
         if let Ok(forced) = std::env::var(SNAPSHOTTER_ENV) {
             return match forced.as_str() {
                 "overlayfs" => "overlayfs",
@@ -382,8 +603,17 @@ impl Containerd {
                 ),
             };
         }
-        if !overlay_mount_works(self.dir.path().parent().unwrap_or(Path::new("/tmp"))) {
-            return "native";
+        if overlay_mount_works(self.dir.path().parent().unwrap_or(Path::new("/tmp"))) {
+            "overlayfs"
+        } else {
+            "native"
+        }
+    }
+
+    fn choose_snapshotter(&self) -> &'static str {
+        let preliminary = self.preliminary_snapshotter();
+        if preliminary == "native" || std::env::var_os(SNAPSHOTTER_ENV).is_some() {
+            return preliminary;
         }
         // containerd's overlayfs plugin does its own checks (d_type, ...) and may be skipped.
         match self.try_run_ctr(&["plugins", "ls"], Duration::from_secs(10)) {
@@ -435,39 +665,74 @@ impl Containerd {
             .map_err(|e| format!("waiting for containerd (pid {pid}): {e}"))
     }
 
-    /// Kill and delete every task, delete every container of our namespace. Never panics.
-    fn delete_tasks_and_containers(&self) -> Vec<String> {
+    /// Kill and delete every task, delete every container of `namespace`. Never panics.
+    fn delete_tasks_and_containers(&self, namespace: &str) -> Vec<String> {
         let mut problems = Vec::new();
-        for id in self.cleanup_list(&["tasks", "ls", "-q"], &mut problems) {
+        for id in self.cleanup_list(namespace, &["tasks", "ls", "-q"], &mut problems) {
             // Fails harmlessly when the task already stopped: the result is not checked.
-            let _ = self.try_run_ctr(
+            let _ = self.try_run_ctr_in(
+                namespace,
                 &["tasks", "kill", "--all", "-s", "SIGKILL", &id],
                 CLEANUP_CTR_TIMEOUT,
             );
-            self.cleanup_run(&["tasks", "delete", "--force", &id], &mut problems);
+            self.cleanup_run(
+                namespace,
+                &["tasks", "delete", "--force", &id],
+                &mut problems,
+            );
         }
-        for id in self.cleanup_list(&["containers", "ls", "-q"], &mut problems) {
-            self.cleanup_run(&["containers", "delete", &id], &mut problems);
+        for id in self.cleanup_list(namespace, &["containers", "ls", "-q"], &mut problems) {
+            self.cleanup_run(namespace, &["containers", "delete", &id], &mut problems);
         }
         problems
     }
 
-    fn cleanup_run(&self, args: &[&str], problems: &mut Vec<String>) -> Option<CtrOutput> {
-        match self.try_run_ctr(args, CLEANUP_CTR_TIMEOUT) {
+    fn try_run_ctr_in(
+        &self,
+        namespace: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<CtrOutput, String> {
+        let mut cmd = self.ctr_in(namespace);
+        cmd.args(args);
+        run_with_deadline(cmd, timeout)
+    }
+
+    fn cleanup_run(
+        &self,
+        namespace: &str,
+        args: &[&str],
+        problems: &mut Vec<String>,
+    ) -> Option<CtrOutput> {
+        match self.try_run_ctr_in(namespace, args, CLEANUP_CTR_TIMEOUT) {
             Ok(out) if out.success() => Some(out),
+            // Gone meanwhile (CRI reacting to the same exits): nothing left to do.
+            Ok(out) if out.stderr.contains("not found") => None,
             Ok(out) => {
-                problems.push(format!("`ctr {}`: {}", args.join(" "), describe(&out)));
+                problems.push(format!(
+                    "`ctr --namespace {namespace} {}`: {}",
+                    args.join(" "),
+                    describe(&out)
+                ));
                 None
             }
             Err(e) => {
-                problems.push(format!("`ctr {}`: {e}", args.join(" ")));
+                problems.push(format!(
+                    "`ctr --namespace {namespace} {}`: {e}",
+                    args.join(" ")
+                ));
                 None
             }
         }
     }
 
-    fn cleanup_list(&self, args: &[&str], problems: &mut Vec<String>) -> Vec<String> {
-        self.cleanup_run(args, problems)
+    fn cleanup_list(
+        &self,
+        namespace: &str,
+        args: &[&str],
+        problems: &mut Vec<String>,
+    ) -> Vec<String> {
+        self.cleanup_run(namespace, args, problems)
             .map(|out| {
                 out.stdout
                     .lines()
@@ -495,7 +760,13 @@ impl Drop for Containerd {
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
         if running {
-            problems.extend(self.delete_tasks_and_containers());
+            if self.cri_enabled() {
+                // Pods first, the way kubelet removes them, so CRI unmounts and forgets them.
+                #[cfg(feature = "cri")]
+                problems.extend(cri::remove_all_pods(&self.socket));
+                problems.extend(self.delete_tasks_and_containers(CRI_NAMESPACE));
+            }
+            problems.extend(self.delete_tasks_and_containers(&self.namespace));
         }
         if let Err(e) = self.stop() {
             problems.push(e);
@@ -624,14 +895,44 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Remove `/sys/fs/cgroup/<namespace>` and `/sys/fs/cgroup/<controller>/<namespace>` with
+/// every cgroup below them, deepest first; a cgroup still holding a process stays. Processes
+/// killed a moment ago may still be leaving: tries again for up to [`CGROUP_REMOVE_TIMEOUT`].
 fn remove_empty_cgroups(namespace: &str) {
     let base = Path::new("/sys/fs/cgroup");
-    let _ = fs::remove_dir(base.join(namespace));
-    if let Ok(entries) = fs::read_dir(base) {
+    let deadline = Instant::now() + CGROUP_REMOVE_TIMEOUT;
+    loop {
+        let mut dirs = vec![base.join(namespace)];
+        if let Ok(entries) = fs::read_dir(base) {
+            dirs.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path().join(namespace)),
+            );
+        }
+        dirs.retain(|d| d.exists());
+        for dir in &dirs {
+            remove_cgroup_tree(dir, 0);
+        }
+        if dirs.iter().all(|d| !d.exists()) || Instant::now() > deadline {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path, depth: usize) {
+    if depth > 16 {
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.filter_map(Result::ok) {
-            let _ = fs::remove_dir(entry.path().join(namespace));
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&entry.path(), depth + 1);
+            }
         }
     }
+    let _ = fs::remove_dir(dir);
 }
 
 fn kill_command(signal: &str, pid: &str) -> Command {
@@ -730,6 +1031,10 @@ fn toml_string(path: &Path) -> String {
     let s = path
         .to_str()
         .unwrap_or_else(|| panic!("wasmcell-testing: path {} is not UTF-8", path.display()));
+    toml_str(s)
+}
+
+fn toml_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -745,15 +1050,32 @@ fn toml_string(path: &Path) -> String {
     out
 }
 
-fn config_toml(root: &Path, state: &Path, socket: &Path, ttrpc: &Path, opt: &Path) -> String {
+fn config_toml(
+    root: &Path,
+    state: &Path,
+    socket: &Path,
+    ttrpc: &Path,
+    opt: &Path,
+    disable_cri: bool,
+) -> String {
+    let (cri_comment, cri_plugin) = if disable_cri {
+        (
+            "# CRI is not needed and slows startup; the other snapshotters cannot work here anyway.",
+            "\n  \"io.containerd.grpc.v1.cri\",",
+        )
+    } else {
+        (
+            "# CRI is enabled (see the end); the other snapshotters cannot work here anyway.",
+            "",
+        )
+    };
     format!(
         r#"# Generated by wasmcell-testing: a private containerd for one test.
 version = 2
 root = {root}
 state = {state}
-# CRI is not needed and slows startup; the other snapshotters cannot work here anyway.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+{cri_comment}
+disabled_plugins = [{cri_plugin}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -780,6 +1102,41 @@ disabled_plugins = [
         socket = toml_string(socket),
         ttrpc = toml_string(ttrpc),
         opt = toml_string(opt),
+    )
+}
+
+/// The CRI plugin's section (containerd 1.6, config version 2).
+fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &Path) -> String {
+    format!(
+        r#"
+  # containerd's CRI plugin, as kubelet talks to it; its root and state live under containerd's.
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = {sandbox_image}
+    # No CAP_SYS_RESOURCE here: never lower an oom_score_adj below containerd's own.
+    restrict_oom_score_adj = true
+    # Tests run in parallel: a random loopback port for exec/attach/port-forward streams.
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+    # Loading an AppArmor profile would change the host; SELinux is off by default.
+    disable_apparmor = true
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = {snapshotter}
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}]
+        runtime_type = {runtime_type}
+    # No CNI configuration: host-network pods need none; other pods fail to get a network.
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = {cni_bin}
+      conf_dir = {cni_conf}
+"#,
+        sandbox_image = toml_str(sandbox_image),
+        snapshotter = toml_str(snapshotter),
+        handler = CRI_RUNTIME_HANDLER,
+        runtime_type = toml_str(CRI_RUNTIME_TYPE),
+        cni_bin = toml_string(&cni.join("bin")),
+        cni_conf = toml_string(&cni.join("net.d")),
     )
 }
 

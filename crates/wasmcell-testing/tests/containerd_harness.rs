@@ -8,7 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmcell_testing::{mounts_under, pids_with_cmdline_containing, require_root, Containerd};
+use wasmcell_testing::{
+    mounts_under, pids_with_cmdline_containing, require_root, Containerd, CRI_NAMESPACE,
+    PAUSE_IMAGE,
+};
 
 const IMAGE: &str = "docker.io/library/harness-test:latest";
 
@@ -262,6 +265,67 @@ fn extra_path_dirs_are_searched_for_shims() {
     assert!(invoked.contains(" start"), "{invoked}");
     assert!(out.stderr.contains("fake shim refuses"), "{out:?}");
     drop_and_check_clean(cd);
+}
+
+#[test]
+fn cri_mode_loads_the_cri_plugin_and_imports_into_k8s_io() {
+    require_root();
+    let cd = Containerd::start_cri_with_pause(&[]);
+    assert!(cd.cri_enabled());
+    assert_eq!(cd.sandbox_image(), Some(PAUSE_IMAGE));
+    let config = fs::read_to_string(cd.config_path()).expect("read config");
+    assert!(config.contains("runtimes.wasmcell]"), "{config}");
+    assert!(config.contains("restrict_oom_score_adj = true"), "{config}");
+    let plugins = assert_ctr_ok(&cd, &["plugins", "ls"]);
+    assert!(
+        plugins
+            .lines()
+            .any(|l| l.starts_with("io.containerd.grpc.v1")
+                && l.contains(" cri ")
+                && l.trim_end().ends_with("ok")),
+        "{plugins}"
+    );
+    // The pause image sits in k8s.io, unpacked into the namespace's default snapshotter.
+    let out = cd.run_ctr_in(CRI_NAMESPACE, &["images", "ls", "-q"]);
+    assert!(out.stdout.lines().any(|l| l == PAUSE_IMAGE), "{out:?}");
+    let namespaces = assert_ctr_ok(&cd, &["namespaces", "ls"]);
+    assert!(
+        namespaces.lines().any(|l| l.starts_with(CRI_NAMESPACE)
+            && l.contains(&format!("snapshotter={}", cd.snapshotter()))),
+        "{namespaces}"
+    );
+    let out = cd.run_ctr_in(
+        CRI_NAMESPACE,
+        &["snapshots", "--snapshotter", cd.snapshotter(), "ls"],
+    );
+    assert!(
+        out.stdout.lines().skip(1).any(|l| l.contains("Committed")),
+        "{out:?}"
+    );
+    // A pod cgroup parent lives under the instance's own top-level cgroup.
+    assert_eq!(
+        cd.pod_cgroup_parent("u1"),
+        format!("/{}/podu1", cd.namespace())
+    );
+    // A plain task in k8s.io (not through CRI) is removed by the drop too.
+    let rootfs = tempfile::tempdir().expect("temp dir for the rootfs");
+    copy_with_libraries(Path::new("/bin/sleep"), rootfs.path());
+    let rootfs_arg = rootfs.path().to_str().expect("UTF-8 temp path");
+    let out = cd.run_ctr_in(
+        CRI_NAMESPACE,
+        &[
+            "run",
+            "-d",
+            "--rootfs",
+            rootfs_arg,
+            "k8s-sleeper",
+            "/bin/sleep",
+            "1000",
+        ],
+    );
+    assert!(out.success(), "{out:?}");
+    drop_and_check_clean(cd);
+    let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(CRI_NAMESPACE));
 }
 
 /// Shim processes serving this containerd (their command line names its socket).
