@@ -27,7 +27,7 @@ pub use error::Error;
 pub use module::{looks_like_wasm, ModuleError, ModuleKind, WasmBinary};
 pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
 pub use secure_join::secure_join;
-pub use spec::{MountSpec, SpecError, WorkloadSpec};
+pub use spec::{MountSpec, SpecError, WorkloadSpec, NETWORK_ANNOTATION};
 pub use stdio::{Stdio, StdioStream};
 
 /// Exit status reported when the workload could not be prepared (bad bundle or config).

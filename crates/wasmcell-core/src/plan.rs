@@ -129,6 +129,9 @@ pub struct RunPlan {
     pub preopens: Vec<Preopen>,
     /// Cap on the guest's linear memory and tables, in bytes.
     pub memory_limit: Option<u64>,
+    /// The guest may open TCP/UDP sockets and resolve names in the network namespace it runs
+    /// in (WASI 0.2 `wasi:sockets`). False means no socket at all.
+    pub network: bool,
 }
 
 impl RunPlan {
@@ -207,6 +210,7 @@ impl RunPlan {
             env: spec.env.clone(),
             preopens,
             memory_limit: spec.memory_limit,
+            network: spec.network,
         })
     }
 
@@ -240,7 +244,14 @@ impl RunPlan {
             env,
             preopens,
             memory_limit: None,
+            network: false,
         })
+    }
+
+    /// Grant or deny sockets.
+    pub fn with_network(mut self, network: bool) -> Self {
+        self.network = network;
+        self
     }
 
     /// Set the memory cap (bytes) on a plan.
@@ -312,6 +323,7 @@ mod tests {
             root_readonly: false,
             mounts,
             memory_limit: Some(1 << 20),
+            network: true,
         }
     }
 

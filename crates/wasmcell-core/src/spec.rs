@@ -74,7 +74,14 @@ pub struct WorkloadSpec {
     pub mounts: Vec<MountSpec>,
     /// `linux.resources.memory.limit` in bytes, when set and positive.
     pub memory_limit: Option<u64>,
+    /// Whether the guest may open sockets. A container's network boundary is its network
+    /// namespace (its own, its pod's, or the host's for host-network pods), as for a Linux
+    /// container; the annotation `wasmcell.dev/network: none` takes sockets away.
+    pub network: bool,
 }
+
+/// Annotation that, set to `none`, denies a container's guest every socket.
+pub const NETWORK_ANNOTATION: &str = "wasmcell.dev/network";
 
 impl WorkloadSpec {
     /// Read and validate `config.json` from an OCI bundle directory.
@@ -169,6 +176,11 @@ impl WorkloadSpec {
             root_readonly: root.readonly().unwrap_or(false),
             mounts,
             memory_limit,
+            network: spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(NETWORK_ANNOTATION))
+                .is_none_or(|v| v != "none"),
         })
     }
 }
@@ -294,6 +306,16 @@ mod tests {
         assert_eq!(w.root, PathBuf::from("rootfs"));
         assert!(w.root_readonly);
         assert_eq!(w.memory_limit, None);
+        assert!(w.network, "a container reaches its network namespace");
+    }
+
+    #[test]
+    fn the_network_annotation_takes_sockets_away() {
+        let mut s = spec(&["/a.wasm"], &[], "/", vec![]);
+        s.set_annotations(Some(
+            [(NETWORK_ANNOTATION.to_string(), "none".to_string())].into(),
+        ));
+        assert!(!WorkloadSpec::from_oci(&s).expect("valid").network);
     }
 
     #[test]

@@ -490,3 +490,38 @@ fn a_container_that_fails_to_start_does_not_take_the_pod_down() {
 
     remove_pod_and_assert_clean(&c, &cri, &pod_id, &[&broken_id, &hello_id]);
 }
+
+#[test]
+fn a_wasm_container_and_a_linux_sidecar_talk_over_the_pods_loopback() {
+    let c = cri_containerd();
+    let cri = c.cri();
+    let probe = wasm_image(&c, &cri, guests::PROBE_P2, "probe-p2");
+    let busybox = linux_image(&c, &cri);
+    let (pod_id, pod) = run_pod(&c, &cri, "talk-pod");
+    // A free port on the (host-network) pod's loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+        .to_string();
+
+    let server = container_config("server", &probe, &[], &["serve", &port], &pod);
+    let server_id = start(&c, &cri, &pod_id, &pod, &server);
+    let server_status = wait_state(&c, &cri, &server_id, api::ContainerState::ContainerRunning);
+    wait_for_log(&server_status, "stdout", "listening\n");
+
+    let send = format!("until echo hello-from-sidecar | nc 127.0.0.1 {port}; do sleep 0.2; done");
+    let sidecar = container_config(
+        "sidecar",
+        &busybox,
+        &["/bin/busybox", "sh", "-c", &send],
+        &[],
+        &pod,
+    );
+    let sidecar_id = start(&c, &cri, &pod_id, &pod, &sidecar);
+
+    let status = wait_state(&c, &cri, &server_id, api::ContainerState::ContainerExited);
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    wait_for_log(&status, "stdout", "got: hello-from-sidecar\n");
+    remove_pod_and_assert_clean(&c, &cri, &pod_id, &[&server_id, &sidecar_id]);
+}

@@ -3,12 +3,18 @@ use wasmtime_wasi::cli::{InputFile, OutputFile};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// A WASI context builder granting exactly what the plan declares: its args, its env, its
-/// preopens with their access, the given stdio, and no network.
+/// preopens with their access, the given stdio, and sockets only when the plan grants them.
 pub(crate) fn builder(plan: &RunPlan, stdio: Stdio) -> Result<WasiCtxBuilder, EngineError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&plan.args);
     b.envs(&plan.env);
     b.allow_blocking_current_thread(true);
+    if plan.network {
+        b.inherit_network();
+        b.allow_tcp(true);
+        b.allow_udp(true);
+        b.allow_ip_name_lookup(true);
+    }
     for p in &plan.preopens {
         let perms = match p.access {
             Access::ReadOnly => FsPerms::ReadOnly,

@@ -72,6 +72,30 @@ fn main() {
             }
         }
         "stderr" => eprintln!("{}", arg(2)),
+        "serve" => {
+            // Accept one TCP connection on 127.0.0.1:PORT and print the line it sends.
+            let listener = match std::net::TcpListener::bind(("127.0.0.1", arg(2).parse().unwrap_or(0))) {
+                Ok(l) => l,
+                Err(e) => fail(&e),
+            };
+            println!("listening");
+            let _ = std::io::stdout().flush();
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let mut line = String::new();
+                    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line);
+                    println!("got: {}", line.trim_end());
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        "connect" => match std::net::TcpStream::connect(arg(2)) {
+            Ok(mut conn) => match conn.write_all(arg(3).as_bytes()) {
+                Ok(()) => println!("sent"),
+                Err(e) => fail(&e),
+            },
+            Err(e) => fail(&e),
+        },
         _ => {
             eprintln!("probe: unknown command {cmd:?}");
             std::process::exit(2);

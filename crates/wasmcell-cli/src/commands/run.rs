@@ -29,6 +29,10 @@ pub(crate) struct RunCommand {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     memory_limit: Option<u64>,
 
+    /// Let the guest open sockets (WASI 0.2 components) in the host's network.
+    #[arg(long)]
+    net: bool,
+
     /// Call this export instead of `_start` / `wasi:cli/run`.
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
@@ -95,6 +99,9 @@ impl RunCommand {
         let mut plan = plan;
         if let Some(export) = self.invoke {
             plan.export = Some(export);
+        }
+        if self.net {
+            plan = plan.with_network(true);
         }
         if self.memory_limit.is_some() {
             plan = plan.with_memory_limit(self.memory_limit);
