@@ -301,12 +301,5 @@ fn guest_alive(pid: u32) -> bool {
         .split(|b| *b == 0)
         .nth(1)
         .is_some_and(|arg| arg == crate::guest::SUBCOMMAND.as_bytes());
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    is_guest && !zombie
+    is_guest && crate::instance::still_running(pid)
 }

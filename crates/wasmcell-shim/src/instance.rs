@@ -345,7 +345,7 @@ fn abandon(pid: u32, cgroup: Option<&Cgroup>) {
 }
 
 /// True while `pid` exists and is not a zombie (a zombie has already left its cgroup).
-fn still_running(pid: u32) -> bool {
+pub(crate) fn still_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
