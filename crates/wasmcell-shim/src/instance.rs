@@ -127,20 +127,7 @@ impl Instance {
             }
         };
 
-        let instance = Instance {
-            req,
-            pid,
-            cgroup,
-            runc: None,
-            control: Mutex::new(None),
-            state: Mutex::new(State {
-                status: Status::Created,
-                exit_code: 0,
-                exited_at: None,
-                oom: false,
-            }),
-            exited: Condvar::new(),
-        };
+        let instance = Instance::created(req, pid, cgroup, None);
         let told = (&ours).write_all(&[PREPARE]).map_err(|e| {
             ShimError::io(
                 format!("failed to reach the guest process of {}", instance.req.id),
@@ -159,6 +146,28 @@ impl Instance {
         }
     }
 
+    fn created(
+        req: CreateRequest,
+        pid: u32,
+        cgroup: Option<Cgroup>,
+        runc: Option<(Runc, Reaper)>,
+    ) -> Self {
+        Instance {
+            req,
+            pid,
+            cgroup,
+            runc,
+            control: Mutex::new(None),
+            state: Mutex::new(State {
+                status: Status::Created,
+                exit_code: 0,
+                exited_at: None,
+                oom: false,
+            }),
+            exited: Condvar::new(),
+        }
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -173,20 +182,7 @@ impl Instance {
         let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
         let pid = runc.create(&reaper, &req.id, &req.bundle, stdio)?;
         let cgroup = Cgroup::for_spec(spec, &req.id).ok();
-        Ok(Instance {
-            req,
-            pid,
-            cgroup,
-            runc: Some((runc, reaper)),
-            control: Mutex::new(None),
-            state: Mutex::new(State {
-                status: Status::Created,
-                exit_code: 0,
-                exited_at: None,
-                oom: false,
-            }),
-            exited: Condvar::new(),
-        })
+        Ok(Instance::created(req, pid, cgroup, Some((runc, reaper))))
     }
 
     /// Let the prepared guest run; `started` runs under the state lock once it is running, so
