@@ -197,12 +197,7 @@ impl TaskService {
     }
 
     fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse, ShimError> {
-        if !req.exec_id.is_empty() {
-            return Err(ShimError::NotFound(format!(
-                "exec {} in container {}",
-                req.exec_id, req.id
-            )));
-        }
+        init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         let status = instance.state().status;
         match status {
@@ -304,13 +299,7 @@ impl Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
-        if !req.exec_id.is_empty() {
-            return Err(ShimError::NotFound(format!(
-                "exec {} in container {}",
-                req.exec_id, req.id
-            ))
-            .into());
-        }
+        init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         // One process per container: `all` and the init process are the same target.
         instance.kill(req.signal)?;
@@ -319,13 +308,7 @@ impl Task for TaskService {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        if !req.exec_id.is_empty() {
-            return Err(ShimError::NotFound(format!(
-                "exec {} in container {}",
-                req.exec_id, req.id
-            ))
-            .into());
-        }
+        init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         let state = instance.wait();
         Ok(WaitResponse {
@@ -429,6 +412,16 @@ impl Task for TaskService {
     fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
         Err(ShimError::Unimplemented("Checkpoint").into())
     }
+}
+
+/// The shim runs no exec processes: a request naming one refers to nothing.
+fn init_process_only(id: &str, exec_id: &str) -> Result<(), ShimError> {
+    if exec_id.is_empty() {
+        return Ok(());
+    }
+    Err(ShimError::NotFound(format!(
+        "exec {exec_id} in container {id}"
+    )))
 }
 
 pub(crate) fn timestamp(t: Option<SystemTime>) -> Timestamp {

@@ -4,7 +4,7 @@ use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::exit::{classify, watch_interrupt};
+use crate::exit::{classify, link_error, watch_interrupt};
 use crate::limits::MemoryCap;
 
 struct Host {
@@ -39,10 +39,10 @@ pub(crate) fn check_entry(
         return Ok(());
     }
     let wanted = plan.export.as_deref().unwrap_or("wasi:cli/run");
-    Err(EngineError::Link {
-        module: wasm.path().display().to_string(),
-        reason: format!("component has no export {wanted}"),
-    })
+    Err(link_error(
+        wasm,
+        format!("component has no export {wanted}"),
+    ))
 }
 
 pub(crate) fn run(
@@ -53,11 +53,7 @@ pub(crate) fn run(
     stdio: Stdio,
     interrupt: &Interrupt,
 ) -> Result<GuestExit, EngineError> {
-    let module_name = wasm.path().display().to_string();
-    let link_err = |reason: String| EngineError::Link {
-        module: module_name.clone(),
-        reason,
-    };
+    let link_err = |reason: String| link_error(wasm, reason);
 
     let mut linker: Linker<Host> = Linker::new(engine);
     // `wasi:cli/exit.exit` says only success (0) or failure (1); components that call

@@ -2,7 +2,7 @@ use wasmcell_core::{EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinar
 use wasmtime::{Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::exit::{classify, watch_interrupt};
+use crate::exit::{classify, link_error, watch_interrupt};
 use crate::limits::MemoryCap;
 
 struct Host {
@@ -19,10 +19,7 @@ pub(crate) fn check_entry(
     let export = plan.export.as_deref().unwrap_or("_start");
     match module.get_export(export) {
         Some(_) => Ok(()),
-        None => Err(EngineError::Link {
-            module: wasm.path().display().to_string(),
-            reason: format!("module has no export {export}"),
-        }),
+        None => Err(link_error(wasm, format!("module has no export {export}"))),
     }
 }
 
@@ -34,11 +31,7 @@ pub(crate) fn run(
     stdio: Stdio,
     interrupt: &Interrupt,
 ) -> Result<GuestExit, EngineError> {
-    let module_name = wasm.path().display().to_string();
-    let link_err = |reason: String| EngineError::Link {
-        module: module_name.clone(),
-        reason,
-    };
+    let link_err = |reason: String| link_error(wasm, reason);
 
     check_entry(module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");

@@ -1,4 +1,4 @@
-use wasmcell_core::{GuestExit, Interrupt};
+use wasmcell_core::{EngineError, GuestExit, Interrupt, WasmBinary};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::limits::MemoryCap;
@@ -40,4 +40,12 @@ pub(crate) fn classify(error: wasmtime::Error, cap: &MemoryCap) -> GuestExit {
         return GuestExit::OutOfMemory(format!("memory limit of {limit} bytes reached ({what})"));
     }
     GuestExit::Trapped(what)
+}
+
+/// The module cannot be linked or lacks the export to call.
+pub(crate) fn link_error(wasm: &WasmBinary, reason: impl Into<String>) -> EngineError {
+    EngineError::Link {
+        module: wasm.path().display().to_string(),
+        reason: reason.into(),
+    }
 }
