@@ -1,6 +1,8 @@
 # wasmcell: `make demo` runs the main job end to end, `make test` runs every test.
 CARGO ?= cargo
-SYSTEM_PACKAGES ?= containerd runc busybox-static protobuf-compiler
+# libseccomp-dev: youki's libcontainer (wasmcell-oci) links libseccomp. podman (with conmon,
+# containers-common, uidmap): wasmcell-oci's Podman tests.
+SYSTEM_PACKAGES ?= containerd runc busybox-static protobuf-compiler libseccomp-dev podman conmon uidmap containernetworking-plugins iproute2
 HELLO := target/guests/wasm32-wasip1/release/hello.wasm
 
 .PHONY: all deps build demo test fmt clippy bench
@@ -11,7 +13,7 @@ deps:
 	@./scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
 build: deps
-	$(CARGO) build --release -p wasmcell-cli -p wasmcell-shim -p wasmcell-test-guests
+	$(CARGO) build --release -p wasmcell-cli -p wasmcell-shim -p wasmcell-oci -p wasmcell-test-guests
 
 demo: build
 	@echo "== wasmcell run $(HELLO)"

@@ -21,6 +21,7 @@ mod plan;
 mod secure_join;
 mod spec;
 mod stdio;
+mod workload_kind;
 
 pub use engine::{Engine, EngineError, GuestExit, Interrupt};
 pub use error::Error;
@@ -29,6 +30,10 @@ pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
 pub use secure_join::secure_join;
 pub use spec::{MountSpec, SpecError, WorkloadSpec, NETWORK_ANNOTATION};
 pub use stdio::{Stdio, StdioStream};
+pub use workload_kind::{
+    workload_kind, WorkloadKind, CONTAINER_TYPE_ANNOTATION, CRUN_HANDLER_ANNOTATION,
+    WASM_VARIANT_ANNOTATION,
+};
 
 /// Exit status reported when the workload could not be prepared (bad bundle or config).
 pub const EXIT_CONFIG_ERROR: i32 = 125;

@@ -3,80 +3,23 @@
 //! mounts and pivot_root exactly as runc gives them. Their init process is reparented to the
 //! shim (a subreaper), so exits reach the same reaper as Wasm guests.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
-use wasmcell_core::{looks_like_wasm, secure_join};
 
 use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
-const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-const CRUN_HANDLER: &str = "run.oci.handler";
 const RUNC_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// True when the container should run as a Linux container rather than a Wasm guest: a pod
-/// sandbox, or an entrypoint that exists in the rootfs, is not Wasm and is not named `*.wasm`.
+/// True when the container should run as a Linux container rather than a Wasm guest (the core
+/// library's rules: a pod sandbox, or an entrypoint that is neither Wasm nor named as Wasm).
 pub(crate) fn is_linux_workload(spec: &Spec, bundle: &Path) -> bool {
-    let annotations = spec.annotations().clone().unwrap_or_default();
-    if annotations.get(CONTAINER_TYPE).map(String::as_str) == Some("sandbox") {
-        return true;
-    }
-    if annotations
-        .get(CRUN_HANDLER)
-        .is_some_and(|h| h.starts_with("wasm"))
-    {
-        return false;
-    }
-    let Some(process) = spec.process().as_ref() else {
-        return false;
-    };
-    let Some(arg0) = process.args().as_ref().and_then(|a| a.first()) else {
-        return false;
-    };
-    // A file named as Wasm is meant as Wasm: if it is not, the Wasm path says so clearly.
-    let module_name = arg0.split('#').next().unwrap_or(arg0);
-    if module_name.ends_with(".wasm") || module_name.ends_with(".wat") {
-        return false;
-    }
-    let Some(root) = spec.root().as_ref() else {
-        return false;
-    };
-    let rootfs = bundle.join(root.path());
-    let path = process
-        .env()
-        .iter()
-        .flatten()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_string();
-    let candidates: Vec<PathBuf> = if arg0.contains('/') {
-        vec![process.cwd().join(arg0)]
-    } else {
-        path.split(':')
-            .map(|dir| Path::new(dir).join(arg0))
-            .collect()
-    };
-    for candidate in candidates {
-        let Ok(host) = secure_join(&rootfs, &candidate) else {
-            continue;
-        };
-        let Ok(mut file) = std::fs::File::open(&host) else {
-            continue;
-        };
-        if !host.is_file() {
-            continue;
-        }
-        let mut head = [0u8; 4];
-        let n = file.read(&mut head).unwrap_or(0);
-        return !looks_like_wasm(&head[..n]);
-    }
-    false
+    wasmcell_core::workload_kind(spec, bundle) == wasmcell_core::WorkloadKind::Linux
 }
 
 /// Where runc keeps the state of a namespace's Linux containers.

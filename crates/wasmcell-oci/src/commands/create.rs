@@ -1,0 +1,139 @@
+//! `create --bundle B [--pid-file F] [--console-socket S] ID`: set the container up and leave its
+//! init process waiting for `start`.
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Spec;
+use wasmcell_core::{workload_kind, RunPlan, WasmBinary, WorkloadKind};
+
+use crate::container::container_dir;
+use crate::executor::WasmcellExecutor;
+use crate::{GlobalOpts, OciError};
+
+/// `create` flags.
+#[derive(Debug, clap::Args)]
+pub struct Create {
+    /// Path to the bundle directory (holding config.json).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init process's pid (as seen from the host) to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal's master fd (when process.terminal is set).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Do not use pivot_root to jail the process in the rootfs.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Accepted for compatibility; no session keyring is created.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many extra file descriptors (from fd 3) to the container's process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Container id.
+    pub id: String,
+}
+
+impl Create {
+    /// Run `create`.
+    pub fn execute(self, global: &GlobalOpts) -> Result<(), OciError> {
+        create_container(&self, global).map(|_| ())
+    }
+}
+
+/// Create the container of `args`; on failure nothing of it is left under `--root`.
+pub(crate) fn create_container(args: &Create, global: &GlobalOpts) -> Result<Container, OciError> {
+    let id = args.id.as_str();
+    let dir = container_dir(&global.root, id)?;
+    let (bundle, spec) = load_bundle(&args.bundle)?;
+    std::fs::create_dir_all(&global.root).map_err(|source| OciError::Io {
+        action: "create state root",
+        path: global.root.clone(),
+        source,
+    })?;
+    if dir.exists() {
+        return Err(OciError::Exists { id: id.to_string() });
+    }
+
+    let kind = workload_kind(&spec, &bundle);
+    tracing::info!(container = %id, kind = kind.as_str(), bundle = %bundle.display(), "creating");
+    if kind == WorkloadKind::Wasm {
+        check_wasm(id, &bundle)?;
+    }
+
+    let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(WasmcellExecutor::new(kind))
+        .with_root_path(&global.root)
+        .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
+        .map(|b| {
+            b.with_console_socket(args.console_socket.as_ref())
+                .with_preserved_fds(args.preserve_fds)
+        })
+        .and_then(|b| b.validate_id())
+        .and_then(|b| {
+            b.as_init(&bundle)
+                .with_systemd(global.systemd_cgroup)
+                .with_detach(true)
+                .with_no_pivot(args.no_pivot)
+                .build()
+        });
+    match built {
+        Ok(container) => {
+            tracing::info!(container = %id, pid = ?container.pid(), "created");
+            Ok(container)
+        }
+        Err(e) => {
+            remove_leftovers(&dir, id);
+            Err(OciError::container("create", id, e))
+        }
+    }
+}
+
+/// The canonical bundle path and its parsed `config.json`.
+fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec), OciError> {
+    let invalid = |reason: String| OciError::Bundle {
+        path: bundle.to_path_buf(),
+        reason,
+    };
+    let canonical = bundle
+        .canonicalize()
+        .map_err(|e| invalid(format!("cannot open the directory: {e}")))?;
+    let config = canonical.join("config.json");
+    let spec = Spec::load(&config).map_err(|e| invalid(format!("cannot load config.json: {e}")))?;
+    Ok((canonical, spec))
+}
+
+/// Before anything is set up, check on the host that the Wasm workload resolves and its module
+/// is Wasm, so the usual mistakes fail `create` with a message naming the module. The module is
+/// compiled later, inside the container, before `create` returns.
+fn check_wasm(id: &str, bundle: &Path) -> Result<(), OciError> {
+    let workload = |source: wasmcell_core::Error| OciError::Workload {
+        id: id.to_string(),
+        source,
+    };
+    let plan = RunPlan::from_bundle(bundle).map_err(workload)?;
+    WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
+    Ok(())
+}
+
+/// Make sure a failed create leaves no state: libcontainer cleans up after itself, this removes
+/// anything it could not (the directory is ours: it did not exist before this create).
+fn remove_leftovers(dir: &Path, id: &str) {
+    if !dir.exists() {
+        return;
+    }
+    if let Ok(mut container) = Container::load(dir.to_path_buf()) {
+        if let Err(e) = container.delete(true) {
+            tracing::warn!(container = %id, "cleanup after failed create: {e}");
+        }
+    }
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(container = %id, dir = %dir.display(), "cleanup after failed create: {e}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `exec [--process FILE | COMMAND...] ID`: run a new Linux process in a running container's
+//! namespaces and cgroup (what `podman exec`, `ctr task exec` and `kubectl exec` use). It execs
+//! a file of the container's rootfs, so in a Wasm-only image it fails with "not found" for
+//! anything but files the image holds; running a second Wasm guest by exec is not supported.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::{container, GlobalOpts, OciError};
+
+/// `exec` flags.
+#[derive(Debug, clap::Args)]
+pub struct Exec {
+    /// JSON file with the OCI `process` to run (overrides the command and the flags below).
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    /// Do not wait for the process; print nothing and exit 0 once it runs.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Write the new process's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal's master fd.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variables `KEY=VALUE` (repeatable).
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// Set no_new_privileges for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass this many extra file descriptors (from fd 3) to the process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments (without --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+impl Exec {
+    /// Run `exec`; returns the process's exit status when not detached.
+    pub fn execute(self, global: &GlobalOpts) -> Result<i32, OciError> {
+        // Fail early with a clear message for an unknown id.
+        container::load(&global.root, &self.id)?;
+        if self.process.is_none() && self.command.is_empty() {
+            return Err(OciError::Invalid {
+                field: "exec arguments",
+                value: String::new(),
+                reason: "give --process FILE or a command".into(),
+            });
+        }
+        let env = self
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => Err(OciError::Invalid {
+                    field: "--env",
+                    value: kv.clone(),
+                    reason: "must be KEY=VALUE".into(),
+                }),
+            })
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let id = self.id.as_str();
+        let failed = |e| OciError::container("exec in", id, e);
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&global.root)
+            .and_then(|b| b.with_pid_file(self.pid_file.as_ref()))
+            .map(|b| {
+                b.with_console_socket(self.console_socket.as_ref())
+                    .with_preserved_fds(self.preserve_fds)
+            })
+            .and_then(|b| b.validate_id())
+            .and_then(|b| {
+                b.as_tenant()
+                    .with_detach(self.detach)
+                    .with_cwd(self.cwd.as_ref())
+                    .with_env(env)
+                    .with_process(self.process.as_ref())
+                    .with_no_new_privs(self.no_new_privs)
+                    .with_container_args(self.command.clone())
+                    .build()
+            })
+            .map_err(failed)?;
+        tracing::info!(container = %id, pid = pid.as_raw(), tty = self.tty, "exec started");
+        if self.detach {
+            return Ok(0);
+        }
+        loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(OciError::Io {
+                        action: "wait for exec process in",
+                        path: id.into(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! What the container's init process runs once libcontainer has set the container up
+//! (namespaces, cgroups, rootfs, mounts, pivot_root, capabilities, seccomp).
+//!
+//! A Linux container execs its entrypoint exactly as libcontainer's default executor does. A Wasm
+//! container resolves its run plan as the guest sees the filesystem now (rootfs = `/`, each
+//! bind mount at its destination), reads and compiles the module in `validate` (before `create`
+//! returns, so a bad module fails `create` with a clear error), and in `exec` runs the guest
+//! with the init process's stdio, then exits with [`GuestExit::code`]. Signals that would end a
+//! process (SIGTERM, SIGINT, ...) interrupt the guest and end the init process with
+//! `128 + signal`: as pid 1 of its pid namespace it would otherwise ignore them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+};
+use nix::sys::signal::Signal;
+use wasmcell_core::{
+    Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec,
+};
+use wasmcell_wasmtime::WasmtimeEngine;
+
+/// Signals that end a guest (their default action terminates a process).
+const STOP_SIGNALS: [i32; 7] = [
+    Signal::SIGHUP as i32,
+    Signal::SIGINT as i32,
+    Signal::SIGQUIT as i32,
+    Signal::SIGTERM as i32,
+    Signal::SIGUSR1 as i32,
+    Signal::SIGUSR2 as i32,
+    Signal::SIGALRM as i32,
+];
+
+/// How long a guest has to stop after an interrupt before the process exits regardless (a guest
+/// blocked in a host call does not see the interrupt).
+const INTERRUPT_GRACE: Duration = Duration::from_millis(300);
+
+/// A Wasm workload made ready in `validate`, run in `exec` (same init process).
+struct Prepared {
+    plan: RunPlan,
+    wasm: WasmBinary,
+    engine: WasmtimeEngine,
+}
+
+/// The executor of every container this runtime creates; the kind is decided on the host
+/// before the container is built ([`wasmcell_core::workload_kind`]).
+#[derive(Clone)]
+pub struct WasmcellExecutor {
+    kind: WorkloadKind,
+    prepared: Rc<RefCell<Option<Prepared>>>,
+}
+
+impl std::fmt::Debug for WasmcellExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmcellExecutor")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmcellExecutor {
+    /// An executor for a container of this kind.
+    pub fn new(kind: WorkloadKind) -> Self {
+        WasmcellExecutor {
+            kind,
+            prepared: Rc::new(RefCell::new(None)),
+        }
+    }
+}
+
+impl Executor for WasmcellExecutor {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        match self.kind {
+            WorkloadKind::Linux => DefaultExecutor {}.validate(spec),
+            WorkloadKind::Wasm => {
+                // Reported by `create`, which receives this error from the init process.
+                let prepared =
+                    prepare(spec).map_err(ExecutorValidationError::ArgValidationError)?;
+                *self.prepared.borrow_mut() = Some(prepared);
+                Ok(())
+            }
+        }
+    }
+
+    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
+        match self.kind {
+            WorkloadKind::Linux => DefaultExecutor {}.setup_envs(envs),
+            // The guest's environment is the plan's, exactly; the process's own does not matter.
+            WorkloadKind::Wasm => Ok(()),
+        }
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        match self.kind {
+            WorkloadKind::Linux => DefaultExecutor {}.exec(spec),
+            WorkloadKind::Wasm => {
+                let prepared = self.prepared.borrow_mut().take();
+                let prepared = match prepared {
+                    Some(p) => p,
+                    None => prepare(spec).map_err(ExecutorError::Other)?,
+                };
+                let code = run(prepared);
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
+                std::process::exit(code)
+            }
+        }
+    }
+}
+
+/// The run plan as the guest sees the filesystem from inside the container: the rootfs is `/`
+/// and every bind mount is already at its destination.
+pub fn plan_in_container(spec: &Spec) -> Result<RunPlan, wasmcell_core::Error> {
+    let mut workload = WorkloadSpec::from_oci(spec)?;
+    workload.root = "/".into();
+    for mount in &mut workload.mounts {
+        mount.source = mount.destination.clone();
+    }
+    Ok(RunPlan::resolve(&workload, Path::new("/"))?)
+}
+
+fn prepare(spec: &Spec) -> Result<Prepared, String> {
+    let one = |e: wasmcell_core::Error| e.to_string();
+    let plan = plan_in_container(spec).map_err(one)?;
+    let wasm = WasmBinary::read(&plan.module).map_err(|e| e.to_string())?;
+    let engine = WasmtimeEngine::new().map_err(|e| e.to_string())?;
+    engine.prepare(&plan, &wasm).map_err(|e| e.to_string())?;
+    Ok(Prepared { plan, wasm, engine })
+}
+
+/// Run the guest; returns the process exit status.
+fn run(prepared: Prepared) -> i32 {
+    let interrupt = Interrupt::new();
+    forward_stop_signals(&interrupt);
+    let Prepared { plan, wasm, engine } = prepared;
+    match engine.run(&plan, &wasm, Stdio::inherit(), &interrupt) {
+        Ok(exit) => {
+            match &exit {
+                GuestExit::Trapped(m) => eprintln!("wasmcell: guest trapped: {m}"),
+                GuestExit::OutOfMemory(m) => eprintln!("wasmcell: guest ran out of memory: {m}"),
+                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            }
+            exit.code()
+        }
+        Err(e) => {
+            eprintln!("wasmcell: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// A thread that turns a stop signal into an interrupt of the guest, and ends the process with
+/// `128 + signal` if the guest has not stopped within [`INTERRUPT_GRACE`].
+fn forward_stop_signals(interrupt: &Interrupt) {
+    let mut signals = match signal_hook::iterator::Signals::new(STOP_SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle stop signals in the wasm init process: {e}");
+            return;
+        }
+    };
+    let interrupt = interrupt.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wasmcell-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                interrupt.trigger(signal);
+                std::thread::sleep(INTERRUPT_GRACE);
+                let _ = std::io::stdout().flush();
+                std::process::exit(128 + signal);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the signal thread of the wasm init process: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libcontainer::oci_spec::runtime::{ProcessBuilder, RootBuilder, SpecBuilder};
+
+    use super::*;
+
+    #[test]
+    fn plan_in_container_is_rooted_at_slash() {
+        // `/` and `/tmp` exist on any host this runs on; a missing module is the error.
+        let spec = SpecBuilder::default()
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["/nonexistent-wasmcell-test.wasm".to_string()])
+                    .cwd("/tmp")
+                    .build()
+                    .expect("process"),
+            )
+            .root(
+                RootBuilder::default()
+                    .path("/some/host/rootfs")
+                    .build()
+                    .expect("root"),
+            )
+            .build()
+            .expect("spec");
+        let plan = plan_in_container(&spec).expect("plan");
+        assert_eq!(plan.preopens[0].guest, "/");
+        assert_eq!(plan.preopens[0].host, Path::new("/"));
+        assert_eq!(plan.module, Path::new("/nonexistent-wasmcell-test.wasm"));
+    }
+}
