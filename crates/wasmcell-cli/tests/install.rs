@@ -147,9 +147,32 @@ fn installs_binaries_and_a_failed_restart_is_an_error() {
     }
     assert!(dump(Path::new(&config)).contains("io.containerd.wasmcell.v1"));
 
+    let link = bin.join("containerd-shim-wasmcell-shared-v1");
+    assert_eq!(
+        std::fs::read_link(&link).expect("shared-mode link"),
+        Path::new("containerd-shim-wasmcell-v1")
+    );
+
     let out = install(&args[..6]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("is up to date"), "{out:?}");
+
+    // --shared adds the second runtime once; running it again changes nothing.
+    let mut shared = args[..6].to_vec();
+    shared.push("--shared");
+    let out = install(&shared);
+    assert_eq!(out.code, 0, "{out:?}");
+    let dumped = dump(Path::new(&config));
+    assert!(dumped.contains("io.containerd.wasmcell-shared.v1"), "{dumped}");
+    assert!(dumped.contains("io.containerd.wasmcell.v1"), "{dumped}");
+    let before = std::fs::read(&config).expect("read config");
+    let out = install(&shared);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("already registers runtime wasmcell-shared"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(&config).expect("read config"), before);
 }
 
 #[test]

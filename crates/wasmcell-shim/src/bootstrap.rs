@@ -51,7 +51,12 @@ pub(crate) fn main(args: &[String]) -> i32 {
         eprintln!("containerd-shim-wasmcell-v1: -namespace is required");
         return 2;
     }
+    let shared = crate::shared::invoked_as_shared(&args[0]);
     let result = match flags.action.as_str() {
+        "start" if shared => crate::shared::start(&flags).map(|address| {
+            print!("{address}");
+            let _ = std::io::stdout().flush();
+        }),
         "start" => start(&flags).map(|address| {
             print!("{address}");
             let _ = std::io::stdout().flush();
@@ -94,7 +99,7 @@ fn start(flags: &Flags) -> Result<String, String> {
         }
         let _ = std::fs::remove_file(&path);
         match UnixListener::bind(&path) {
-            Ok(listener) => launch_server(flags, &group, &address, listener)?,
+            Ok(listener) => launch_server(flags, &group, &address, listener, None)?,
             // Another start for the same group won the race; its server is coming up.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
             Err(e) => return Err(format!("failed to listen on {}: {e}", path.display())),
@@ -105,11 +110,14 @@ fn start(flags: &Flags) -> Result<String, String> {
     Ok(address)
 }
 
-fn launch_server(
+/// Launch the server for `group` on `listener`; with `manager_log`, the shared-mode manager,
+/// which lives outside any bundle (cwd `/`) and logs to that file.
+pub(crate) fn launch_server(
     flags: &Flags,
     group: &str,
     address: &str,
     listener: UnixListener,
+    manager_log: Option<&Path>,
 ) -> Result<(), String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("failed to find the shim binary: {e}"))?;
@@ -131,6 +139,16 @@ fn launch_server(
     if flags.debug {
         cmd.arg("-debug");
     }
+    if let Some(log) = manager_log {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("failed to open {}: {e}", log.display()))?;
+        cmd.env(crate::shared::MANAGER_ENV, "1")
+            .current_dir("/")
+            .stderr(file);
+    }
     cmd.fd_mappings(vec![FdMapping {
         parent_fd: OwnedFd::from(listener),
         child_fd: LISTEN_FD,
@@ -141,12 +159,13 @@ fn launch_server(
     Ok(())
 }
 
-fn socket_path(address: &str) -> PathBuf {
+pub(crate) fn socket_path(address: &str) -> PathBuf {
     PathBuf::from(address.strip_prefix("unix://").unwrap_or(address))
 }
 
 fn serve(flags: &Flags) -> Result<(), String> {
-    init_logging(flags.debug);
+    let manager = std::env::var_os(crate::shared::MANAGER_ENV).is_some();
+    init_logging(flags.debug, manager);
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
@@ -169,6 +188,9 @@ fn serve(flags: &Flags) -> Result<(), String> {
         }
     };
 
+    if manager {
+        return crate::shared::serve(flags, listen_fd);
+    }
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| {
         "TTRPC_ADDRESS is not set; the shim must be started by containerd".to_string()
     })?;
@@ -219,8 +241,8 @@ fn task_methods(
 }
 
 /// Logs go to the `log` FIFO containerd reads in the bundle directory (never blocking the shim:
-/// when containerd is not reading, lines are dropped).
-fn init_logging(debug: bool) {
+/// when containerd is not reading, lines are dropped); the manager logs to its stderr, a file.
+fn init_logging(debug: bool, manager: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -233,8 +255,8 @@ fn init_logging(debug: bool) {
         .with_env_filter(filter)
         .with_ansi(false);
     let _ = match log {
-        Ok(file) => builder.with_writer(Arc::new(file)).try_init(),
-        Err(_) => builder.with_writer(std::io::stderr).try_init(),
+        Ok(file) if !manager => builder.with_writer(Arc::new(file)).try_init(),
+        _ => builder.with_writer(std::io::stderr).try_init(),
     };
 }
 

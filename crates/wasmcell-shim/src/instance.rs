@@ -32,6 +32,21 @@ pub(crate) enum Status {
     Stopped,
 }
 
+impl Status {
+    /// Only a created container can be started.
+    pub(crate) fn check_startable(self, id: &str) -> Result<(), ShimError> {
+        match self {
+            Status::Created => Ok(()),
+            Status::Running => Err(ShimError::FailedPrecondition(format!(
+                "container {id} is already running"
+            ))),
+            Status::Stopped => Err(ShimError::FailedPrecondition(format!(
+                "container {id} has already exited"
+            ))),
+        }
+    }
+}
+
 /// What containerd asked for at Create.
 #[derive(Debug, Clone)]
 pub(crate) struct CreateRequest {
@@ -189,21 +204,7 @@ impl Instance {
     /// that nothing about its exit can be reported before it.
     pub(crate) fn start(&self, started: impl FnOnce()) -> Result<(), ShimError> {
         let mut state = self.state();
-        match state.status {
-            Status::Created => {}
-            Status::Running => {
-                return Err(ShimError::FailedPrecondition(format!(
-                    "container {} is already running",
-                    self.req.id
-                )))
-            }
-            Status::Stopped => {
-                return Err(ShimError::FailedPrecondition(format!(
-                    "container {} has already exited",
-                    self.req.id
-                )))
-            }
-        }
+        state.status.check_startable(&self.req.id)?;
         if let Some((runc, reaper)) = &self.runc {
             runc.start(reaper, &self.req.id, &self.req.bundle)?;
             state.status = Status::Running;

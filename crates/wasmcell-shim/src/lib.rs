@@ -18,9 +18,11 @@ mod linux;
 mod namespaces;
 mod reaper;
 mod service;
+mod shared;
 mod stdio;
 
 pub use error::ShimError;
+pub use shared::{SHARED_BINARY_NAME, SHARED_RUNTIME_TYPE};
 
 /// The runtime type containerd knows this shim by.
 pub const RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";

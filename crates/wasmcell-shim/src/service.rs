@@ -12,9 +12,7 @@ use containerd_shim::api::{
     StateResponse, StatsRequest, StatsResponse, Status, UpdateTaskRequest, WaitRequest,
     WaitResponse,
 };
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
-};
+use containerd_shim::protos::events::task::{TaskDelete, TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageField};
@@ -119,20 +117,7 @@ impl TaskService {
         write_state_file(&bundle, pid, instance.cgroup.as_ref().map(|c| c.path()));
         lock(&self.instances).insert(id.clone(), instance.clone());
 
-        self.events.create(TaskCreate {
-            container_id: id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(TaskIO {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: false,
-                ..Default::default()
-            }),
-            pid,
-            ..Default::default()
-        });
+        self.events.create(&req, pid);
 
         let events = self.events.clone();
         let exited = instance.clone();
@@ -415,7 +400,7 @@ impl Task for TaskService {
 }
 
 /// The shim runs no exec processes: a request naming one refers to nothing.
-fn init_process_only(id: &str, exec_id: &str) -> Result<(), ShimError> {
+pub(crate) fn init_process_only(id: &str, exec_id: &str) -> Result<(), ShimError> {
     if exec_id.is_empty() {
         return Ok(());
     }
@@ -437,7 +422,7 @@ pub(crate) fn timestamp(t: Option<SystemTime>) -> Timestamp {
 }
 
 /// Mount the rootfs containerd passed (a snapshot) at `<bundle>/rootfs`; false when none.
-fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
+pub(crate) fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
     if req.rootfs.is_empty() {
         return Ok(false);
     }
@@ -484,7 +469,7 @@ pub(crate) struct StateRecord {
     pub(crate) cgroup: Option<PathBuf>,
 }
 
-fn write_state_file(bundle: &Path, pid: u32, cgroup: Option<&Path>) {
+pub(crate) fn write_state_file(bundle: &Path, pid: u32, cgroup: Option<&Path>) {
     let record = StateRecord {
         pid,
         cgroup: cgroup.map(Path::to_path_buf),

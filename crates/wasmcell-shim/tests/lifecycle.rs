@@ -3,7 +3,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_clean, containerd, import_image, shims_of, tasks, RUNTIME};
+use common::{
+    assert_clean, containerd, import_image, shims_of, task_status, tasks, wait_exit, RUNTIME,
+};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::Containerd;
 
@@ -12,39 +14,6 @@ fn run_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
     argv.extend_from_slice(args);
     let out = c.run_ctr(&argv);
     assert!(out.success(), "{out:?}");
-}
-
-fn task_status(c: &Containerd, id: &str) -> Option<String> {
-    tasks(c).into_iter().find_map(|line| {
-        let cols: Vec<_> = line.split_whitespace().collect();
-        (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
-    })
-}
-
-/// Wait (bounded) until the task is stopped, delete it and its container, and return the exit
-/// status `ctr tasks delete` reports.
-fn wait_exit(c: &Containerd, id: &str) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while task_status(c, id).as_deref() != Some("STOPPED") {
-        assert!(
-            Instant::now() < deadline,
-            "task {id} did not stop: {:?}",
-            tasks(c)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = c.run_ctr(&["tasks", "delete", id]);
-    assert!(out.success(), "{out:?}");
-    let out_c = c.run_ctr(&["containers", "delete", id]);
-    assert!(out_c.success(), "{out_c:?}");
-    match out.stderr.split("exit with non-zero exit code ").nth(1) {
-        Some(rest) => rest
-            .split(|ch: char| !ch.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unparsable exit code in {out:?}")),
-        None => 0,
-    }
 }
 
 #[test]

@@ -1,11 +1,12 @@
-use wasmcell_core::{EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::Store;
-use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::exit::{classify, link_error, watch_interrupt};
 use crate::limits::MemoryCap;
+use crate::run::GuestRun;
 
 struct Host {
     wasi: WasiCtx,
@@ -45,39 +46,39 @@ pub(crate) fn check_entry(
     ))
 }
 
-pub(crate) fn run(
+/// Run a component on WASI 0.2: its `wasi:cli/run`, or the export the plan names.
+pub(crate) async fn run(
     engine: &wasmtime::Engine,
     component: &Component,
     plan: &RunPlan,
     wasm: &WasmBinary,
-    stdio: Stdio,
-    interrupt: &Interrupt,
+    guest: GuestRun<'_>,
 ) -> Result<GuestExit, EngineError> {
     let link_err = |reason: String| link_error(wasm, reason);
 
     let mut linker: Linker<Host> = Linker::new(engine);
     // `wasi:cli/exit.exit` says only success (0) or failure (1); components that call
     // `exit-with-code` (wasi:cli 0.2.6) get their full status.
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_err(format!("{e:#}")))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| link_err(format!("{e:#}")))?;
 
-    let wasi = crate::wasi::builder(plan, stdio)?.build();
+    let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build();
     let mut store = Store::new(
         engine,
         Host {
             wasi,
             table: ResourceTable::new(),
-            cap: MemoryCap::new(plan.memory_limit),
+            cap: MemoryCap::new(plan.memory_limit, guest.meter.clone()),
         },
     );
     store.limiter(|h| &mut h.cap);
-    watch_interrupt(&mut store, interrupt);
+    watch_interrupt(&mut store, guest.interrupt);
 
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| link_err(format!("{e:#}")))?;
 
     if let Some(export) = plan.export.as_deref() {
-        let instance = match pre.instantiate(&mut store) {
+        let instance = match pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => return Ok(classify(e, &store.data().cap)),
         };
@@ -88,7 +89,7 @@ pub(crate) fn run(
                     "component has no export {export} taking no arguments: {e:#}"
                 ))
             })?;
-        return Ok(match func.call(&mut store, ()) {
+        return Ok(match func.call_async(&mut store, ()).await {
             Ok(()) => GuestExit::Exited(0),
             Err(e) => classify(e, &store.data().cap),
         });
@@ -99,11 +100,11 @@ pub(crate) fn run(
             "component does not export wasi:cli/run (is it a wasi:cli/command?): {e:#}"
         ))
     })?;
-    let command = match command.instantiate(&mut store) {
+    let command = match command.instantiate_async(&mut store).await {
         Ok(c) => c,
         Err(e) => return Ok(classify(e, &store.data().cap)),
     };
-    Ok(match command.wasi_cli_run().call_run(&mut store) {
+    Ok(match command.wasi_cli_run().call_run(&mut store).await {
         Ok(Ok(())) => GuestExit::Exited(0),
         Ok(Err(())) => GuestExit::Exited(1),
         Err(e) => classify(e, &store.data().cap),

@@ -1,9 +1,10 @@
-use wasmcell_core::{EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
 use wasmtime::{Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::exit::{classify, link_error, watch_interrupt};
+use crate::exit::{classify, link_error};
 use crate::limits::MemoryCap;
+use crate::run::GuestRun;
 
 struct Host {
     wasi: WasiP1Ctx,
@@ -23,38 +24,33 @@ pub(crate) fn check_entry(
     }
 }
 
-pub(crate) fn run(
-    engine: &wasmtime::Engine,
+/// Run a core module on WASI 0.1: its `_start`, or the export the plan names (after
+/// `_initialize` when the module is a reactor).
+pub(crate) async fn run(
     module: &Module,
     plan: &RunPlan,
     wasm: &WasmBinary,
-    stdio: Stdio,
-    interrupt: &Interrupt,
+    guest: GuestRun<'_>,
 ) -> Result<GuestExit, EngineError> {
     let link_err = |reason: String| link_error(wasm, reason);
 
     check_entry(module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");
 
-    let mut linker: Linker<Host> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+    let mut linker: Linker<Host> = Linker::new(module.engine());
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
         .map_err(|e| link_err(format!("{e:#}")))?;
 
-    let wasi = crate::wasi::builder(plan, stdio)?.build_p1();
-    let mut store = Store::new(
-        engine,
-        Host {
-            wasi,
-            cap: MemoryCap::new(plan.memory_limit),
-        },
-    );
+    let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build_p1();
+    let cap = MemoryCap::new(plan.memory_limit, guest.meter.clone());
+    let mut store = Store::new(module.engine(), Host { wasi, cap });
     store.limiter(|h| &mut h.cap);
-    watch_interrupt(&mut store, interrupt);
+    crate::exit::watch_interrupt(&mut store, guest.interrupt);
 
     let pre = linker
         .instantiate_pre(module)
         .map_err(|e| link_err(format!("{e:#}")))?;
-    let instance = match pre.instantiate(&mut store) {
+    let instance = match pre.instantiate_async(&mut store).await {
         Ok(i) => i,
         Err(e) => return Ok(classify(e, &store.data().cap)),
     };
@@ -67,12 +63,12 @@ pub(crate) fn run(
         })?;
     if plan.export.is_some() {
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            if let Err(e) = init.call(&mut store, ()) {
+            if let Err(e) = init.call_async(&mut store, ()).await {
                 return Ok(classify(e, &store.data().cap));
             }
         }
     }
-    Ok(match func.call(&mut store, ()) {
+    Ok(match func.call_async(&mut store, ()).await {
         Ok(()) => GuestExit::Exited(0),
         Err(e) => classify(e, &store.data().cap),
     })

@@ -7,6 +7,8 @@ use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, W
 
 use crate::cache::CompileCache;
 use crate::compile::{Compiled, Compiler};
+use crate::run::GuestRun;
+use crate::GuestMeter;
 
 /// How often the epoch advances; an interrupt is seen within about one tick of guest execution.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -86,13 +88,49 @@ impl Engine for WasmtimeEngine {
         stdio: Stdio,
         interrupt: &Interrupt,
     ) -> Result<GuestExit, EngineError> {
+        let guest = GuestRun {
+            stdio,
+            interrupt,
+            meter: &GuestMeter::new(),
+            may_block_thread: true,
+        };
+        wasmtime_wasi::runtime::in_tokio(self.run_guest(plan, wasm, guest))
+    }
+}
+
+impl WasmtimeEngine {
+    /// Run the guest as a future, for hosts that run many guests on one async executor (the
+    /// shim's shared mode). The guest yields to the executor at every epoch tick, so a spinning
+    /// guest cannot hold a thread; dropping the future stops the guest wherever it is, also
+    /// inside a blocking host call such as a sleep. `meter` shows its memory while it runs.
+    pub async fn run_async(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        stdio: Stdio,
+        interrupt: &Interrupt,
+        meter: &GuestMeter,
+    ) -> Result<GuestExit, EngineError> {
+        let guest = GuestRun {
+            stdio,
+            interrupt,
+            meter,
+            may_block_thread: false,
+        };
+        self.run_guest(plan, wasm, guest).await
+    }
+
+    async fn run_guest(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        guest: GuestRun<'_>,
+    ) -> Result<GuestExit, EngineError> {
         tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
         match self.compiler.compile(&self.engine, wasm)? {
-            Compiled::Core(module) => {
-                crate::core_module::run(&self.engine, &module, plan, wasm, stdio, interrupt)
-            }
+            Compiled::Core(module) => crate::core_module::run(&module, plan, wasm, guest).await,
             Compiled::Component(component) => {
-                crate::component::run(&self.engine, &component, plan, wasm, stdio, interrupt)
+                crate::component::run(&self.engine, &component, plan, wasm, guest).await
             }
         }
     }

@@ -8,13 +8,14 @@ use crate::limits::MemoryCap;
 #[error("guest interrupted by signal {0}")]
 pub(crate) struct Interrupted(pub(crate) i32);
 
-/// Check the interrupt at every epoch tick.
+/// Check the interrupt at every epoch tick, and otherwise yield to the async executor, so that a
+/// spinning guest shares its thread with others and a host that drops the run stops it there.
 pub(crate) fn watch_interrupt<T: 'static>(store: &mut Store<T>, interrupt: &Interrupt) {
     let interrupt = interrupt.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| match interrupt.requested() {
         Some(signal) => Err(wasmtime::Error::new(Interrupted(signal))),
-        None => Ok(UpdateDeadline::Continue(1)),
+        None => Ok(UpdateDeadline::Yield(1)),
     });
 }
 

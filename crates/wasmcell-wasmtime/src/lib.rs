@@ -11,7 +11,10 @@ mod core_module;
 mod engine;
 mod exit;
 mod limits;
+mod meter;
+mod run;
 mod wasi;
 
 pub use cache::{CacheEntry, CompileCache, PruneReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES};
 pub use engine::WasmtimeEngine;
+pub use meter::GuestMeter;

@@ -1,18 +1,22 @@
 use wasmtime::ResourceLimiter;
 
+use crate::GuestMeter;
+
 /// Caps each linear memory at the container's memory limit and remembers whether a growth was
 /// refused, so that a trap that follows can be reported as running out of memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryCap {
     limit: Option<usize>,
     pub(crate) refused: bool,
+    meter: GuestMeter,
 }
 
 impl MemoryCap {
-    pub(crate) fn new(limit: Option<u64>) -> Self {
+    pub(crate) fn new(limit: Option<u64>, meter: GuestMeter) -> Self {
         MemoryCap {
             limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
             refused: false,
+            meter,
         }
     }
 
@@ -24,7 +28,7 @@ impl MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -33,7 +37,11 @@ impl ResourceLimiter for MemoryCap {
             self.refused = true;
             return Ok(false);
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            self.meter.grew(current, desired);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(

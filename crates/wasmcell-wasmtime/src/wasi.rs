@@ -4,11 +4,16 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// A WASI context builder granting exactly what the plan declares: its args, its env, its
 /// preopens with their access, the given stdio, and sockets only when the plan grants them.
-pub(crate) fn builder(plan: &RunPlan, stdio: Stdio) -> Result<WasiCtxBuilder, EngineError> {
+/// `may_block_thread` lets file I/O and sleeps block the calling thread.
+pub(crate) fn builder(
+    plan: &RunPlan,
+    stdio: Stdio,
+    may_block_thread: bool,
+) -> Result<WasiCtxBuilder, EngineError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&plan.args);
     b.envs(&plan.env);
-    b.allow_blocking_current_thread(true);
+    b.allow_blocking_current_thread(may_block_thread);
     if plan.network {
         b.inherit_network();
         b.allow_tcp(true);

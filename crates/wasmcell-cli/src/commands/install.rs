@@ -4,9 +4,12 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::install::config::{register, Edit};
+use crate::install::config::{register, register_as, Edit, SHARED_RUNTIME_TYPE};
 
-const BINARIES: &[&str] = &["containerd-shim-wasmcell-v1", "wasmcell"];
+const SHIM: &str = "containerd-shim-wasmcell-v1";
+const BINARIES: &[&str] = &[SHIM, "wasmcell"];
+/// The name containerd runs the shim by for the shared runtime: a link to the shim.
+const SHARED_SHIM_LINK: &str = "containerd-shim-wasmcell-shared-v1";
 
 /// `wasmcell install ...`
 #[derive(Debug, Subcommand)]
@@ -38,6 +41,11 @@ pub(crate) struct ContainerdArgs {
     /// CRI runtime handler name (the RuntimeClass `handler`).
     #[arg(long, default_value = "wasmcell", value_name = "NAME")]
     runtime_name: String,
+    /// Also register `<runtime-name>-shared` (io.containerd.wasmcell-shared.v1): every container
+    /// of that runtime runs in one manager process per containerd. Wasm containers only, so not
+    /// for Kubernetes pods (their sandbox is a Linux container).
+    #[arg(long)]
+    shared: bool,
     /// Print what would change (a diff of the config) and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -71,6 +79,7 @@ impl ContainerdArgs {
         let mut changed = false;
         if !self.skip_binaries {
             changed |= self.install_binaries()?;
+            changed |= self.link_shared_shim()?;
         }
         changed |= self.edit_config()?;
         if self.restart && changed && !self.dry_run {
@@ -130,6 +139,27 @@ impl ContainerdArgs {
         Ok(changed)
     }
 
+    /// The shared runtime's binary name, a symlink to the shim; true when made (or would be).
+    fn link_shared_shim(&self) -> anyhow::Result<bool> {
+        let link = self.bin_dir.join(SHARED_SHIM_LINK);
+        if std::fs::read_link(&link).ok().as_deref() == Some(Path::new(SHIM)) {
+            println!("{} is up to date", link.display());
+            return Ok(false);
+        }
+        if self.dry_run {
+            println!("would link {} -> {SHIM}", link.display());
+            return Ok(true);
+        }
+        let tmp = self.bin_dir.join(format!(".{SHARED_SHIM_LINK}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(SHIM, &tmp)
+            .with_context(|| format!("failed to create {}", tmp.display()))?;
+        std::fs::rename(&tmp, &link)
+            .with_context(|| format!("failed to install {}", link.display()))?;
+        println!("linked {} -> {SHIM}", link.display());
+        Ok(true)
+    }
+
     /// Register the runtime; true when the config changed (or would).
     fn edit_config(&self) -> anyhow::Result<bool> {
         let path = &self.config;
@@ -139,13 +169,23 @@ impl ContainerdArgs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e).with_context(|| format!("failed to read {shown}")),
         };
-        let new = match register(&shown, &old, &self.runtime_name)? {
+        let mut new = match register(&shown, &old, &self.runtime_name)? {
             Edit::Unchanged => {
                 println!("{shown} already registers runtime {}", self.runtime_name);
-                return Ok(false);
+                old.clone()
             }
             Edit::Changed(new) => new,
         };
+        if self.shared {
+            let name = format!("{}-shared", self.runtime_name);
+            match register_as(&shown, &new, &name, SHARED_RUNTIME_TYPE)? {
+                Edit::Unchanged => println!("{shown} already registers runtime {name}"),
+                Edit::Changed(text) => new = text,
+            }
+        }
+        if new == old {
+            return Ok(false);
+        }
         if self.dry_run {
             let diff = similar::TextDiff::from_lines(&old, &new);
             print!(
@@ -174,8 +214,13 @@ impl ContainerdArgs {
         }
         std::fs::rename(&tmp, path).with_context(|| format!("failed to replace {shown}"))?;
         println!(
-            "registered runtime {} (io.containerd.wasmcell.v1) in {shown}",
-            self.runtime_name
+            "registered runtime {} (io.containerd.wasmcell.v1{}) in {shown}",
+            self.runtime_name,
+            if self.shared {
+                ", and -shared: io.containerd.wasmcell-shared.v1"
+            } else {
+                ""
+            }
         );
         Ok(true)
     }

@@ -6,6 +6,8 @@ use toml_edit::{value, DocumentMut, Item, Table};
 
 /// The runtime type containerd resolves to `containerd-shim-wasmcell-v1`.
 pub(crate) const RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
+/// The runtime type of the shim's shared mode (one manager process for every container).
+pub(crate) const SHARED_RUNTIME_TYPE: &str = "io.containerd.wasmcell-shared.v1";
 
 /// Why a config cannot be edited. The file is never written in these cases.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +49,20 @@ fn runtimes_path(version: i64) -> Option<&'static [&'static str]> {
     }
 }
 
-/// Register runtime `name` in `text` (the content of `path`).
+/// Register runtime `name` (type `io.containerd.wasmcell.v1`) in `text` (the content of `path`).
 pub(crate) fn register(path: &str, text: &str, name: &str) -> Result<Edit, ConfigError> {
+    register_as(path, text, name, RUNTIME_TYPE)
+}
+
+/// Register runtime `name` of type `runtime_type` in `text` (the content of `path`).
+pub(crate) fn register_as(
+    path: &str,
+    text: &str,
+    name: &str,
+    runtime_type: &str,
+) -> Result<Edit, ConfigError> {
     if is_template(path, text) {
-        return register_in_template(path, text, name);
+        return register_in_template(path, text, name, runtime_type);
     }
     let mut doc: DocumentMut =
         text.parse()
@@ -89,12 +101,12 @@ pub(crate) fn register(path: &str, text: &str, name: &str) -> Result<Edit, Confi
         })?;
     }
     if let Some(existing) = table.get(name).and_then(Item::as_table) {
-        if existing.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE) {
+        if existing.get("runtime_type").and_then(Item::as_str) == Some(runtime_type) {
             return Ok(Edit::Unchanged);
         }
     }
     let mut runtime = Table::new();
-    runtime["runtime_type"] = value(RUNTIME_TYPE);
+    runtime["runtime_type"] = value(runtime_type);
     table.insert(name, Item::Table(runtime));
     Ok(Edit::Changed(doc.to_string()))
 }
@@ -105,7 +117,12 @@ fn is_template(path: &str, text: &str) -> bool {
 
 /// k3s templates are Go templates, not TOML: append our table after the template's own text
 /// unless its header is already there.
-fn register_in_template(path: &str, text: &str, name: &str) -> Result<Edit, ConfigError> {
+fn register_in_template(
+    path: &str,
+    text: &str,
+    name: &str,
+    runtime_type: &str,
+) -> Result<Edit, ConfigError> {
     let version = if path.contains("config-v3") || text.contains("io.containerd.cri.v1.runtime") {
         3
     } else {
@@ -134,7 +151,7 @@ fn register_in_template(path: &str, text: &str, name: &str) -> Result<Edit, Conf
         out.push('\n');
     }
     out.push_str(&format!(
-        "\n{header}\n  runtime_type = \"{RUNTIME_TYPE}\"\n"
+        "\n{header}\n  runtime_type = \"{runtime_type}\"\n"
     ));
     Ok(Edit::Changed(out))
 }
@@ -170,6 +187,23 @@ mod tests {
             register("c", &out, "wasmcell").expect("edit"),
             Edit::Unchanged
         );
+    }
+
+    #[test]
+    fn the_shared_runtime_is_a_second_table_beside_the_first() {
+        let once = changed(register("c", "version = 2\n", "wasmcell").expect("edit"));
+        let out = changed(
+            register_as("c", &once, "wasmcell-shared", SHARED_RUNTIME_TYPE).expect("edit"),
+        );
+        assert!(out.contains(V2_HEADER), "{out}");
+        assert!(
+            out.contains("runtimes.wasmcell-shared]\nruntime_type = \"io.containerd.wasmcell-shared.v1\""),
+            "{out}"
+        );
+        assert!(matches!(
+            register_as("c", &out, "wasmcell-shared", SHARED_RUNTIME_TYPE).expect("edit"),
+            Edit::Unchanged
+        ));
     }
 
     #[test]

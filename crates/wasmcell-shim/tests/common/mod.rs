@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use wasmcell_image::ImageSpec;
 use wasmcell_testing::{Containerd, CtrOutput};
@@ -68,9 +69,9 @@ pub fn tasks(c: &Containerd) -> Vec<String> {
 
 /// Assert that nothing of the shim is left: no shim process, no task, no container, no bundle.
 pub fn assert_clean(c: &Containerd) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !shims_of(c).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shims_of(c).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(shims_of(c), Vec::<u32>::new(), "shim processes left behind");
     assert_eq!(tasks(c), Vec::<String>::new(), "tasks left behind");
@@ -84,4 +85,38 @@ pub fn assert_clean(c: &Containerd) {
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "bundles left behind: {left:?}");
+}
+
+/// The status column `ctr tasks ls` shows for task `id`.
+pub fn task_status(c: &Containerd, id: &str) -> Option<String> {
+    tasks(c).into_iter().find_map(|line| {
+        let cols: Vec<_> = line.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
+    })
+}
+
+/// Wait (bounded) until the task is stopped, delete it and its container, and return the exit
+/// status `ctr tasks delete` reports.
+pub fn wait_exit(c: &Containerd, id: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while task_status(c, id).as_deref() != Some("STOPPED") {
+        assert!(
+            Instant::now() < deadline,
+            "task {id} did not stop: {:?}",
+            tasks(c)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = c.run_ctr(&["tasks", "delete", id]);
+    assert!(out.success(), "{out:?}");
+    let out_c = c.run_ctr(&["containers", "delete", id]);
+    assert!(out_c.success(), "{out_c:?}");
+    match out.stderr.split("exit with non-zero exit code ").nth(1) {
+        Some(rest) => rest
+            .split(|ch: char| !ch.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable exit code in {out:?}")),
+        None => 0,
+    }
 }

@@ -1,0 +1,245 @@
+//! One container in the manager: its prepared guest, its state, and the run as a task on the
+//! manager's async executor.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{oneshot, watch};
+use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinary};
+use wasmcell_wasmtime::{GuestMeter, WasmtimeEngine};
+
+use crate::instance::{lock, Status};
+use crate::shared::cpu_time::Metered;
+use crate::stdio::GuestStdio;
+use crate::ShimError;
+
+/// How a guest ended, as the Task API reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exit {
+    pub(crate) code: u32,
+    pub(crate) at: SystemTime,
+    pub(crate) oom: bool,
+}
+
+/// What Create prepared and Start consumes.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) plan: RunPlan,
+    pub(crate) wasm: WasmBinary,
+    pub(crate) stdio: GuestStdio,
+}
+
+/// A Wasm container run inside the manager process.
+#[derive(Debug)]
+pub(crate) struct SharedInstance {
+    pub(crate) req: InstanceRequest,
+    pub(crate) memory_limit: Option<u64>,
+    prepared: Mutex<Option<Prepared>>,
+    status: Mutex<Status>,
+    kill: Mutex<Option<oneshot::Sender<i32>>>,
+    exit: watch::Sender<Option<Exit>>,
+    meter: GuestMeter,
+    cpu_nanos: Arc<AtomicU64>,
+}
+
+/// What Create was asked for.
+#[derive(Debug)]
+pub(crate) struct InstanceRequest {
+    pub(crate) id: String,
+    pub(crate) namespace: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) stdin: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl SharedInstance {
+    pub(crate) fn new(req: InstanceRequest, prepared: Prepared) -> Self {
+        SharedInstance {
+            memory_limit: prepared.plan.memory_limit,
+            req,
+            prepared: Mutex::new(Some(prepared)),
+            status: Mutex::new(Status::Created),
+            kill: Mutex::new(None),
+            exit: watch::channel(None).0,
+            meter: GuestMeter::new(),
+            cpu_nanos: Arc::default(),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        *lock(&self.status)
+    }
+
+    pub(crate) fn exit(&self) -> Option<Exit> {
+        *self.exit.borrow()
+    }
+
+    /// Linear memory the guest holds, in bytes.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.meter.memory_bytes()
+    }
+
+    /// CPU time spent running the guest (and its host calls), in nanoseconds.
+    pub(crate) fn cpu_nanos(&self) -> u64 {
+        self.cpu_nanos.load(Ordering::Relaxed)
+    }
+
+    /// Start the guest on the executor; `started` runs once it counts as running, before any
+    /// exit can be recorded, and `exited` runs when it has ended.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        engine: Arc<WasmtimeEngine>,
+        started: impl FnOnce(),
+        exited: impl FnOnce(Exit) + Send + 'static,
+    ) -> Result<(), ShimError> {
+        let mut status = lock(&self.status);
+        status.check_startable(&self.req.id)?;
+        let prepared = lock(&self.prepared).take().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!(
+                "container {} has no prepared guest",
+                self.req.id
+            ))
+        })?;
+        let (kill_tx, kill_rx) = oneshot::channel();
+        *lock(&self.kill) = Some(kill_tx);
+        *status = Status::Running;
+        started();
+        drop(status);
+
+        let meter = self.meter.clone();
+        let cpu = self.cpu_nanos.clone();
+        let id = self.req.id.clone();
+        let run = tokio::spawn(Metered::new(
+            async move {
+                let Prepared { plan, wasm, stdio } = prepared;
+                let stdio = Stdio {
+                    stdin: StdioStream::File(stdio.stdin),
+                    stdout: StdioStream::File(stdio.stdout),
+                    stderr: StdioStream::File(stdio.stderr),
+                };
+                let interrupt = Interrupt::new();
+                engine
+                    .run_async(&plan, &wasm, stdio, &interrupt, &meter)
+                    .await
+            },
+            cpu,
+        ));
+        let this = self.clone();
+        tokio::spawn(async move {
+            let code = supervise(&id, run, kill_rx).await;
+            let exit = this.set_exited(code.0, code.1);
+            exited(exit);
+        });
+        Ok(())
+    }
+
+    /// Stop the guest with `signal` (its exit status becomes 128 + signal). Signals whose
+    /// default action is to be ignored do nothing, as for a process that does not catch them.
+    pub(crate) fn kill(&self, signal: u32) -> Result<Option<Exit>, ShimError> {
+        let signal = i32::try_from(signal)
+            .ok()
+            .filter(|s| (1..=64).contains(s) || *s == 0)
+            .ok_or_else(|| ShimError::InvalidArgument(format!("invalid signal {signal}")))?;
+        let status = lock(&self.status);
+        match *status {
+            Status::Stopped => Err(ShimError::NotFound(format!(
+                "process of container {} already finished",
+                self.req.id
+            ))),
+            _ if signal == 0 || ignored_by_default(signal) => Ok(None),
+            Status::Created => {
+                drop(status);
+                // Never started: the prepared guest is dropped with its stdio.
+                lock(&self.prepared).take();
+                Ok(Some(self.set_exited(128 + signal as u32, false)))
+            }
+            Status::Running => {
+                if let Some(tx) = lock(&self.kill).take() {
+                    let _ = tx.send(signal);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Wait until the guest has ended.
+    pub(crate) async fn wait(&self) -> Exit {
+        let mut rx = self.exit.subscribe();
+        loop {
+            if let Some(exit) = *rx.borrow_and_update() {
+                return exit;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as `self`; this is not reached.
+                return Exit {
+                    code: 137,
+                    at: SystemTime::now(),
+                    oom: false,
+                };
+            }
+        }
+    }
+
+    fn set_exited(&self, code: u32, oom: bool) -> Exit {
+        let mut status = lock(&self.status);
+        let exit = Exit {
+            code,
+            at: SystemTime::now(),
+            oom,
+        };
+        *status = Status::Stopped;
+        self.exit.send_replace(Some(exit));
+        exit
+    }
+}
+
+/// Await the guest's run or a kill, whichever comes first; a kill drops the run where it is
+/// (at its next epoch yield when spinning, at once when waiting in a host call). Returns the
+/// exit status and whether the guest ran out of memory.
+async fn supervise(
+    id: &str,
+    mut run: tokio::task::JoinHandle<Result<GuestExit, wasmcell_core::EngineError>>,
+    kill: oneshot::Receiver<i32>,
+) -> (u32, bool) {
+    let ended = tokio::select! {
+        ended = &mut run => ended,
+        Ok(signal) = kill => {
+            run.abort();
+            let _ = run.await;
+            tracing::info!(container = %id, signal, "guest stopped by signal");
+            return (128 + signal as u32, false);
+        }
+    };
+    match ended {
+        Ok(Ok(exit)) => {
+            match &exit {
+                GuestExit::Trapped(m) => {
+                    tracing::info!(container = %id, trap = %m, "guest trapped")
+                }
+                GuestExit::OutOfMemory(m) => {
+                    tracing::info!(container = %id, reason = %m, "guest ran out of memory")
+                }
+                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            }
+            let oom = matches!(exit, GuestExit::OutOfMemory(_));
+            (exit.code() as u32, oom)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(container = %id, error = %e, "guest failed to run");
+            (e.exit_code() as u32, false)
+        }
+        Err(e) if e.is_panic() => {
+            tracing::error!(container = %id, "the host panicked running this guest; only this container is affected");
+            (wasmcell_core::EXIT_TRAP as u32, false)
+        }
+        Err(_) => (137, false),
+    }
+}
+
+/// Signals a process that does not handle them ignores (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
+fn ignored_by_default(signal: i32) -> bool {
+    matches!(signal, 17 | 18 | 23 | 28)
+}

@@ -1,0 +1,154 @@
+//! Starting the manager (the `start` action in shared mode) and running it.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use containerd_shim::protos::ttrpc::asynchronous::{Server, Service};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::Flags;
+use containerd_shim_protos::shim_async::{create_task, Task};
+use nix::fcntl::{Flock, FlockArg};
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+
+use super::service::SharedService;
+use super::{Activity, IDLE_EXIT, MANAGER_ENV};
+use crate::bootstrap::{launch_server, socket_path};
+use crate::events::Events;
+use crate::reaper::Reaper;
+
+/// The manager's address for the containerd at `containerd_address`: one per containerd, for
+/// every namespace.
+fn manager_address(containerd_address: &str) -> String {
+    containerd_shim::socket_address(containerd_address, "wasmcell-shared", "manager")
+}
+
+/// `start` in shared mode: make sure the manager runs and answer with its address.
+pub(crate) fn start(flags: &Flags) -> Result<String, String> {
+    let bundle =
+        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+    let address = manager_address(&flags.address);
+    let path = socket_path(&address);
+    if UnixStream::connect(&path).is_err() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+        }
+        let lock_path = with_suffix(&path, ".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("failed to open {}: {e}", lock_path.display()))?;
+        let _locked = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| format!("failed to lock {}: {e}", lock_path.display()))?;
+        // Under the lock, a manager that is listening now was started by another `start`.
+        if UnixStream::connect(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path)
+                .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+            let log = with_suffix(&path, ".log");
+            launch_server(flags, "manager", &address, listener, Some(&log))?;
+        }
+    }
+    std::fs::write(bundle.join("address"), &address)
+        .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
+    Ok(address)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Run the manager on the listening socket `start` handed over, until it has been idle.
+pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
+    std::env::remove_var(MANAGER_ENV);
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| {
+        "TTRPC_ADDRESS is not set; the manager must be started by containerd".to_string()
+    })?;
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
+    let events = Events::start(publisher, flags.namespace.clone());
+    // Mounting a rootfs forks a helper, which containerd-shim's monitor waits for through the
+    // reaper.
+    let _reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
+    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
+    let activity = Arc::new(Activity::new());
+    let service: Arc<dyn Task + Send + Sync> =
+        Arc::new(SharedService::new(engine, events, activity.clone()));
+    let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(IDLE_EXIT);
+    let containerd_socket = PathBuf::from(
+        flags
+            .address
+            .strip_prefix("unix://")
+            .unwrap_or(&flags.address),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmcell-manager")
+        .build()
+        .map_err(|e| format!("failed to start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = UnixListener::from(listener);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("failed to use the manager socket: {e}"))?;
+        let listener = tokio::net::UnixListener::from_std(listener)
+            .map_err(|e| format!("failed to use the manager socket: {e}"))?;
+        let mut server = Server::new()
+            .add_listener(listener.into())
+            .register_service(task_methods(service));
+        server
+            .start()
+            .await
+            .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
+        tracing::info!(socket = %flags.socket, pid = std::process::id(), "manager serving");
+        let mut containerd_gone_since: Option<Instant> = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if activity.idle_for(idle) {
+                tracing::info!("no container left; manager exiting");
+                break;
+            }
+            if containerd_socket.exists() {
+                containerd_gone_since = None;
+            } else if containerd_gone_since.get_or_insert_with(Instant::now).elapsed() >= idle {
+                tracing::warn!(socket = %containerd_socket.display(), "containerd is gone; manager exiting");
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
+        Ok::<(), String>(())
+    })?;
+    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    Ok(())
+}
+
+/// The Task service under both names containerd uses (v3 for 2.x, v2 for 1.6 and 1.7).
+fn task_methods(service: Arc<dyn Task + Send + Sync>) -> HashMap<String, Service> {
+    let mut methods = create_task(service.clone());
+    let v2: Vec<(String, Service)> = create_task(service)
+        .into_iter()
+        .map(|(name, svc)| {
+            (
+                name.replace("containerd.task.v3.Task", "containerd.task.v2.Task"),
+                svc,
+            )
+        })
+        .collect();
+    methods.extend(v2);
+    methods
+}

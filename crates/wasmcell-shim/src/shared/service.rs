@@ -1,0 +1,510 @@
+//! containerd's Task API in the manager: every Wasm container of every namespace that uses the
+//! shared runtime, each an instance inside this one process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest,
+    PidsResponse, ResizePtyRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
+    StateResponse, StatsRequest, StatsResponse, Status, UpdateTaskRequest, WaitRequest,
+    WaitResponse,
+};
+use containerd_shim::protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
+};
+use containerd_shim::protos::events::task::{TaskDelete, TaskExit, TaskOOM, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::shim::{CheckpointTaskRequest, PauseRequest, ResumeRequest};
+use containerd_shim::protos::ttrpc;
+use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
+use containerd_shim::protos::types::task::ProcessInfo;
+use containerd_shim_protos::shim_async::Task;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use wasmcell_core::{Engine, RunPlan, WasmBinary};
+use wasmcell_wasmtime::WasmtimeEngine;
+
+use crate::events::Events;
+use crate::instance::{lock, Status as InstanceStatus};
+use crate::service::{
+    init_process_only, mount_rootfs, timestamp, unmount_rootfs, write_state_file, STATE_FILE,
+};
+use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
+use crate::shared::Activity;
+use crate::stdio::GuestStdio;
+use crate::ShimError;
+
+/// ttrpc metadata key containerd puts the namespace of a request in.
+const NAMESPACE_KEY: &str = "containerd-namespace-ttrpc";
+
+/// The manager's Task service.
+#[derive(Debug)]
+pub(crate) struct SharedService {
+    instances: Mutex<HashMap<String, Arc<SharedInstance>>>,
+    engine: Arc<WasmtimeEngine>,
+    events: Events,
+    activity: Arc<Activity>,
+}
+
+impl SharedService {
+    pub(crate) fn new(
+        engine: Arc<WasmtimeEngine>,
+        events: Events,
+        activity: Arc<Activity>,
+    ) -> Self {
+        SharedService {
+            instances: Mutex::default(),
+            engine,
+            events,
+            activity,
+        }
+    }
+
+    /// The container `id`, in the request's namespace when containerd names it; otherwise the
+    /// one container of that id (the same id in two namespaces is then refused as ambiguous).
+    fn get(&self, ctx: &TtrpcContext, id: &str) -> Result<Arc<SharedInstance>, ShimError> {
+        let instances = lock(&self.instances);
+        if let Some(ns) = ctx.metadata.get(NAMESPACE_KEY).and_then(|v| v.first()) {
+            return instances
+                .get(&key(ns, id))
+                .cloned()
+                .ok_or_else(|| ShimError::NotFound(id.to_string()));
+        }
+        let mut found = instances.values().filter(|i| i.req.id == id);
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one.clone()),
+            (None, _) => Err(ShimError::NotFound(id.to_string())),
+            (Some(_), Some(_)) => Err(ShimError::FailedPrecondition(format!(
+                "container {id} exists in several namespaces and the request names none"
+            ))),
+        }
+    }
+
+    async fn do_create(
+        &self,
+        ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> Result<CreateTaskResponse, ShimError> {
+        let begun = std::time::Instant::now();
+        let bundle = PathBuf::from(&req.bundle);
+        let namespace = namespace(ctx, &bundle);
+        let key = key(&namespace, &req.id);
+        if lock(&self.instances).contains_key(&key) {
+            return Err(ShimError::AlreadyExists(req.id.clone()));
+        }
+        if req.terminal {
+            return Err(ShimError::InvalidArgument(format!(
+                "container {}: a terminal (tty) is not supported for wasm containers",
+                req.id
+            )));
+        }
+        let mounted = mount_rootfs(&bundle, &req)?;
+        let engine = self.engine.clone();
+        let id = req.id.clone();
+        let (b, stdin, stdout, stderr) = (
+            bundle.clone(),
+            req.stdin.clone(),
+            req.stdout.clone(),
+            req.stderr.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare(&engine, &id, &b, &stdin, &stdout, &stderr)
+        })
+        .await
+        .map_err(|e| {
+            ShimError::Workload(format!(
+                "container {}: preparing the guest failed: {e}",
+                req.id
+            ))
+        })
+        .and_then(|r| r);
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                if mounted {
+                    unmount_rootfs(&bundle);
+                }
+                tracing::warn!(container = %req.id, namespace = %namespace, error = %e, "create failed");
+                return Err(e);
+            }
+        };
+        let instance = Arc::new(SharedInstance::new(
+            InstanceRequest {
+                id: req.id.clone(),
+                namespace: namespace.clone(),
+                bundle: bundle.clone(),
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+            },
+            prepared,
+        ));
+        let pid = std::process::id();
+        write_state_file(&bundle, pid, None);
+        lock(&self.instances).insert(key, instance);
+        self.activity.changed(lock(&self.instances).len());
+        self.events.in_namespace(&namespace).create(&req, pid);
+        tracing::info!(
+            container = %req.id,
+            namespace = %namespace,
+            elapsed_ms = begun.elapsed().as_secs_f64() * 1000.0,
+            "created"
+        );
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn do_start(&self, ctx: &TtrpcContext, req: StartRequest) -> Result<StartResponse, ShimError> {
+        init_process_only(&req.id, &req.exec_id)?;
+        let instance = self.get(ctx, &req.id)?;
+        let events = self.events.in_namespace(&instance.req.namespace);
+        let pid = std::process::id();
+        let exit_events = events.clone();
+        let id = req.id.clone();
+        instance.start(
+            self.engine.clone(),
+            || {
+                events.start_task(TaskStart {
+                    container_id: req.id.clone(),
+                    pid,
+                    ..Default::default()
+                })
+            },
+            move |exit| publish_exit(&exit_events, &id, pid, exit),
+        )?;
+        tracing::info!(container = %req.id, "started");
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn do_kill(&self, ctx: &TtrpcContext, req: KillRequest) -> Result<(), ShimError> {
+        init_process_only(&req.id, &req.exec_id)?;
+        let instance = self.get(ctx, &req.id)?;
+        if let Some(exit) = instance.kill(req.signal)? {
+            // Killed before it started: nothing runs, so the exit is reported here.
+            publish_exit(
+                &self.events.in_namespace(&instance.req.namespace),
+                &req.id,
+                std::process::id(),
+                exit,
+            );
+        }
+        tracing::info!(container = %req.id, signal = req.signal, "killed");
+        Ok(())
+    }
+
+    fn do_delete(
+        &self,
+        ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> Result<DeleteResponse, ShimError> {
+        init_process_only(&req.id, &req.exec_id)?;
+        let instance = self.get(ctx, &req.id)?;
+        match instance.status() {
+            InstanceStatus::Running => {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "cannot delete running container {}: kill it first",
+                    req.id
+                )))
+            }
+            InstanceStatus::Created => {
+                if let Some(exit) = instance.kill(9)? {
+                    publish_exit(
+                        &self.events.in_namespace(&instance.req.namespace),
+                        &req.id,
+                        std::process::id(),
+                        exit,
+                    );
+                }
+            }
+            InstanceStatus::Stopped => {}
+        }
+        unmount_rootfs(&instance.req.bundle);
+        let _ = std::fs::remove_file(instance.req.bundle.join(STATE_FILE));
+        lock(&self.instances).remove(&key(&instance.req.namespace, &req.id));
+        self.activity.changed(lock(&self.instances).len());
+        let exit = instance.exit();
+        let exit_status = exit.map(|e| e.code).unwrap_or(137);
+        let exited_at = timestamp(exit.map(|e| e.at));
+        let pid = std::process::id();
+        self.events
+            .in_namespace(&instance.req.namespace)
+            .delete(TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid,
+                exit_status,
+                exited_at: MessageField::some(exited_at.clone()),
+                ..Default::default()
+            });
+        tracing::info!(container = %req.id, exit_status, "deleted");
+        Ok(DeleteResponse {
+            pid,
+            exit_status,
+            exited_at: MessageField::some(exited_at),
+            ..Default::default()
+        })
+    }
+
+    fn do_stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> Result<StatsResponse, ShimError> {
+        let instance = self.get(ctx, &req.id)?;
+        let mut metrics = Metrics::new();
+        let mut memory = MemoryStat::new();
+        let mut usage = MemoryEntry::new();
+        usage.usage = instance.memory_bytes();
+        usage.limit = instance.memory_limit.unwrap_or_default();
+        memory.usage = Some(usage).into();
+        memory.rss = instance.memory_bytes();
+        metrics.memory = Some(memory).into();
+        let mut cpu = CPUStat::new();
+        let mut cpu_usage = CPUUsage::new();
+        cpu_usage.total = instance.cpu_nanos();
+        cpu_usage.user = instance.cpu_nanos();
+        cpu.usage = Some(cpu_usage).into();
+        metrics.cpu = Some(cpu).into();
+        let value = metrics.write_to_bytes().map_err(|e| {
+            ShimError::io(
+                "failed to encode metrics",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Ok(StatsResponse {
+            stats: MessageField::some(Any {
+                type_url: "io.containerd.cgroups.v1.Metrics".into(),
+                value,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+fn publish_exit(events: &Events, id: &str, pid: u32, exit: Exit) {
+    if exit.oom {
+        events.oom(TaskOOM {
+            container_id: id.to_string(),
+            ..Default::default()
+        });
+    }
+    events.exit(TaskExit {
+        container_id: id.to_string(),
+        id: id.to_string(),
+        pid,
+        exit_status: exit.code,
+        exited_at: MessageField::some(timestamp(Some(exit.at))),
+        ..Default::default()
+    });
+}
+
+/// Read the bundle, resolve its run plan and compile its module (blocking work).
+fn prepare(
+    engine: &WasmtimeEngine,
+    id: &str,
+    bundle: &Path,
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+) -> Result<Prepared, ShimError> {
+    let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config)
+        .map_err(|e| workload(format!("failed to load {}: {e}", config.display())))?;
+    if crate::linux::is_linux_workload(&spec, bundle) {
+        return Err(ShimError::InvalidArgument(format!(
+            "container {id}: the shared runtime runs Wasm guests only; run Linux containers and \
+             pod sandboxes with runtime {}",
+            crate::RUNTIME_TYPE
+        )));
+    }
+    let plan = RunPlan::from_bundle(bundle).map_err(|e| workload(e.to_string()))?;
+    // Guests share the manager's network namespace: they get sockets only when the container
+    // asked for the host's network (no network namespace of its own).
+    let plan = if plan.network && !host_network(&spec) {
+        tracing::info!(container = %id, "no sockets: the shared runtime cannot enter a container's own network namespace");
+        plan.with_network(false)
+    } else {
+        plan
+    };
+    let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.to_string()))?;
+    engine
+        .prepare(&plan, &wasm)
+        .map_err(|e| workload(e.to_string()))?;
+    let stdio = GuestStdio::open(stdin, stdout, stderr)?;
+    Ok(Prepared { plan, wasm, stdio })
+}
+
+fn host_network(spec: &Spec) -> bool {
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network)
+}
+
+/// The request's containerd namespace: from its ttrpc metadata, else the bundle's parent
+/// directory (`<state>/io.containerd.runtime.v2.task/<namespace>/<id>`).
+fn namespace(ctx: &TtrpcContext, bundle: &Path) -> String {
+    if let Some(ns) = ctx.metadata.get(NAMESPACE_KEY).and_then(|v| v.first()) {
+        return ns.clone();
+    }
+    bundle
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "default".into())
+}
+
+fn key(namespace: &str, id: &str) -> String {
+    format!("{namespace}/{id}")
+}
+
+#[async_trait]
+impl Task for SharedService {
+    async fn create(
+        &self,
+        ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        Ok(self.do_create(ctx, req).await?)
+    }
+
+    async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        Ok(self.do_start(ctx, req)?)
+    }
+
+    async fn state(&self, ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let instance = self.get(ctx, &req.id)?;
+        let status = match instance.status() {
+            InstanceStatus::Created => Status::CREATED,
+            InstanceStatus::Running => Status::RUNNING,
+            InstanceStatus::Stopped => Status::STOPPED,
+        };
+        let exit = instance.exit();
+        Ok(StateResponse {
+            id: req.id.clone(),
+            bundle: instance.req.bundle.display().to_string(),
+            pid: std::process::id(),
+            status: status.into(),
+            stdin: instance.req.stdin.clone(),
+            stdout: instance.req.stdout.clone(),
+            stderr: instance.req.stderr.clone(),
+            terminal: false,
+            exit_status: exit.map(|e| e.code).unwrap_or_default(),
+            exited_at: match exit {
+                Some(e) => MessageField::some(timestamp(Some(e.at))),
+                None => MessageField::none(),
+            },
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        self.do_kill(ctx, req)?;
+        Ok(Empty::new())
+    }
+
+    async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        init_process_only(&req.id, &req.exec_id)?;
+        let instance = self.get(ctx, &req.id)?;
+        let exit = instance.wait().await;
+        Ok(WaitResponse {
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(Some(exit.at))),
+            ..Default::default()
+        })
+    }
+
+    async fn delete(
+        &self,
+        ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
+        Ok(self.do_delete(ctx, req)?)
+    }
+
+    async fn pids(&self, ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let instance = self.get(ctx, &req.id)?;
+        let mut processes = Vec::new();
+        if instance.status() != InstanceStatus::Stopped {
+            processes.push(ProcessInfo {
+                pid: std::process::id(),
+                ..Default::default()
+            });
+        }
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        Ok(self.do_stats(ctx, req)?)
+    }
+
+    async fn connect(
+        &self,
+        ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
+        let known = self.get(ctx, &req.id).is_ok();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: if known { std::process::id() } else { 0 },
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        // The manager outlives its containers: it leaves on its own once idle (see Activity).
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        self.get(ctx, &req.id)?;
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::FailedPrecondition(format!(
+            "ResizePty: container {} has no terminal",
+            req.id
+        ))
+        .into())
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Exec").into())
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Pause").into())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Resume").into())
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Update").into())
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(ShimError::Unimplemented("Checkpoint").into())
+    }
+}

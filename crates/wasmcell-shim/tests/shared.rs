@@ -1,0 +1,334 @@
+//! Shared mode against a real containerd: every container of the runtime
+//! `io.containerd.wasmcell-shared.v1` runs inside one manager process.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{import_image, shims_of, task_status, tasks, wait_exit, SHIM};
+use wasmcell_test_guests as guests;
+use wasmcell_testing::{Containerd, CtrOutput};
+
+const SHARED: &str = "io.containerd.wasmcell-shared.v1";
+const HELLO: &str = "Hello from a wasmcell guest!\n";
+
+/// A private containerd whose PATH holds the shim under its shared-mode name (a link, as the
+/// installer makes it).
+fn containerd() -> (Containerd, tempfile::TempDir) {
+    let bin = tempfile::tempdir().expect("bin dir");
+    std::os::unix::fs::symlink(SHIM, bin.path().join(wasmcell_shim::SHARED_BINARY_NAME))
+        .expect("link shared shim");
+    let shim_dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
+    let c = Containerd::start_with_path(&[bin.path().to_path_buf(), shim_dir]);
+    (c, bin)
+}
+
+fn run(c: &Containerd, extra: &[&str], image: &str, id: &str, args: &[&str]) -> CtrOutput {
+    let mut argv = vec!["run", "--rm", "--runtime", SHARED];
+    argv.extend_from_slice(extra);
+    argv.push(image);
+    argv.push(id);
+    argv.extend_from_slice(args);
+    c.run_ctr(&argv)
+}
+
+fn run_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
+    let mut argv = vec!["run", "-d", "--runtime", SHARED, image, id];
+    argv.extend_from_slice(args);
+    let out = c.run_ctr(&argv);
+    assert!(out.success(), "{out:?}");
+}
+
+/// Kill `id` with `signal`, wait until it stopped, delete it; returns its exit status.
+fn kill_and_reap(c: &Containerd, id: &str, signal: &str) -> i32 {
+    let out = c.run_ctr(&["tasks", "kill", "-s", signal, id]);
+    assert!(out.success(), "{out:?}");
+    wait_exit(c, id)
+}
+
+/// The one manager process of this containerd (its command line names the containerd socket).
+fn manager(c: &Containerd) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = shims_of(c);
+        if pids.len() == 1 {
+            return pids[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want exactly one manager process, found {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+fn bundles_left(c: &Containerd) -> Vec<PathBuf> {
+    let bundles = c
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(c.namespace());
+    std::fs::read_dir(&bundles)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn assert_no_containers(c: &Containerd) {
+    assert_eq!(tasks(c), Vec::<String>::new(), "tasks left behind");
+    let out = c.run_ctr(&["containers", "ls", "-q"]);
+    assert_eq!(out.stdout.trim(), "", "containers left behind");
+    assert_eq!(
+        bundles_left(c),
+        Vec::<PathBuf>::new(),
+        "bundles left behind"
+    );
+    let mounts = wasmcell_testing::mounts_under(c.state_dir());
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+}
+
+#[test]
+fn hello_components_and_exit_codes_in_one_manager() {
+    let (c, _bin) = containerd();
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let out = run(&c, &[], &hello, "hello", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    let first = manager(&c);
+
+    let hello2 = import_image(&c, guests::HELLO_P2, "hello-p2");
+    let out = run(&c, &[], &hello2, "hello-p2", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let out = run(&c, &[], &probe, "exit", &["/app.wasm", "exit", "42"]);
+    assert_eq!(out.code, 42, "{out:?}");
+    let out = run(
+        &c,
+        &["--env", "GREETING=hi"],
+        &probe,
+        "env",
+        &["/app.wasm", "env"],
+    );
+    assert!(out.stdout.lines().any(|l| l == "GREETING=hi"), "{out:?}");
+    assert!(
+        out.stdout.lines().all(|l| !l.starts_with("HOME=")),
+        "{out:?}"
+    );
+    let out = run(&c, &[], &probe, "trap", &["/app.wasm", "trap"]);
+    assert_eq!(out.code, 134, "{out:?}");
+
+    assert_eq!(
+        manager(&c),
+        first,
+        "every container ran in the first manager"
+    );
+    assert_no_containers(&c);
+}
+
+#[test]
+fn kill_stops_spinning_and_sleeping_guests_and_stats_come_from_the_manager() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "spin", &["/app.wasm", "spin"]);
+    run_detached(&c, &probe, "sleeper", &["/app.wasm", "sleep", "600000"]);
+    run_detached(&c, &probe, "sleeper-2", &["/app.wasm", "sleep", "600000"]);
+    assert_eq!(task_status(&c, "spin").as_deref(), Some("RUNNING"));
+
+    // One process for all three, and no process per container under it.
+    let pid = manager(&c);
+    assert_eq!(
+        children_of(pid),
+        Vec::<u32>::new(),
+        "per-container processes"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = c.run_ctr(&["tasks", "metrics", "spin"]);
+    assert!(metrics.success(), "{metrics:?}");
+    assert!(
+        metrics.stdout.contains("memory.usage_in_bytes"),
+        "{metrics:?}"
+    );
+
+    let started = Instant::now();
+    assert_eq!(kill_and_reap(&c, "spin", "SIGKILL"), 137);
+    eprintln!(
+        "spinning guest reaped {:?} after SIGKILL",
+        started.elapsed()
+    );
+    assert_eq!(kill_and_reap(&c, "sleeper", "SIGTERM"), 143);
+    // The other sleeper is untouched by both kills.
+    assert_eq!(task_status(&c, "sleeper-2").as_deref(), Some("RUNNING"));
+    assert_eq!(kill_and_reap(&c, "sleeper-2", "SIGKILL"), 137);
+    assert_no_containers(&c);
+}
+
+#[test]
+fn two_hundred_concurrent_containers_report_their_exit_codes() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let results: Vec<(usize, CtrOutput)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..25)
+            .map(|w| {
+                let (c, probe) = (&c, &probe);
+                s.spawn(move || {
+                    (0..8)
+                        .map(|k| {
+                            let i = w * 8 + k;
+                            let code = (i % 100).to_string();
+                            let out = run(
+                                c,
+                                &[],
+                                probe,
+                                &format!("many-{i}"),
+                                &["/app.wasm", "exit", &code],
+                            );
+                            (i, out)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    assert_eq!(results.len(), 200);
+    for (i, out) in results {
+        assert_eq!(out.code, (i % 100) as i32, "container many-{i}: {out:?}");
+    }
+    manager(&c);
+    assert_no_containers(&c);
+}
+
+#[test]
+fn a_trap_an_oom_and_a_spin_leave_the_other_guests_alone() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    run_detached(&c, &probe, "spin", &["/app.wasm", "spin"]);
+    let limit = (16 * 1024 * 1024).to_string();
+    let (trap, oom, others) = std::thread::scope(|s| {
+        let trap = s.spawn(|| run(&c, &[], &probe, "trap", &["/app.wasm", "trap"]));
+        let oom = s.spawn(|| {
+            run(
+                &c,
+                &["--memory-limit", &limit],
+                &probe,
+                "oom",
+                &["/app.wasm", "alloc", "256"],
+            )
+        });
+        let others: Vec<_> = (0..6)
+            .map(|i| {
+                let (c, hello, probe) = (&c, &hello, &probe);
+                s.spawn(move || {
+                    if i % 2 == 0 {
+                        (0, run(c, &[], hello, &format!("ok-{i}"), &[]))
+                    } else {
+                        (
+                            i,
+                            run(
+                                c,
+                                &[],
+                                probe,
+                                &format!("ok-{i}"),
+                                &["/app.wasm", "exit", &i.to_string()],
+                            ),
+                        )
+                    }
+                })
+            })
+            .collect();
+        (
+            trap.join().expect("trap"),
+            oom.join().expect("oom"),
+            others
+                .into_iter()
+                .map(|h| h.join().expect("other"))
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(trap.code, 134, "{trap:?}");
+    assert_eq!(oom.code, 137, "{oom:?}");
+    for (want, out) in others {
+        assert_eq!(out.code, want, "{out:?}");
+        if want == 0 {
+            assert_eq!(out.stdout, HELLO, "{out:?}");
+        }
+    }
+    // The spinning guest is still running, and still killable.
+    assert_eq!(task_status(&c, "spin").as_deref(), Some("RUNNING"));
+    assert_eq!(kill_and_reap(&c, "spin", "SIGKILL"), 137);
+    assert_no_containers(&c);
+}
+
+#[test]
+fn a_killed_manager_reports_its_tasks_exited_and_the_next_start_brings_a_fresh_one() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    for i in 0..3 {
+        run_detached(
+            &c,
+            &probe,
+            &format!("lost-{i}"),
+            &["/app.wasm", "sleep", "600000"],
+        );
+    }
+    let old = manager(&c);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill manager");
+
+    // containerd notices the closed connections and cleans every task up through `delete`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<_> = (0..3)
+            .filter_map(|i| task_status(&c, &format!("lost-{i}")))
+            .filter(|s| s != "STOPPED")
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks not reported exited: {:?}",
+            tasks(&c)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        let id = format!("lost-{i}");
+        let _ = c.run_ctr(&["tasks", "delete", &id]);
+        let out = c.run_ctr(&["containers", "delete", &id]);
+        assert!(out.success(), "{out:?}");
+    }
+    assert_no_containers(&c);
+
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let out = run(&c, &[], &hello, "after", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    let fresh = manager(&c);
+    assert_ne!(fresh, old, "a fresh manager serves the next container");
+    assert_no_containers(&c);
+}

@@ -1,0 +1,28 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a running guest holds, readable from another thread while it runs (a host's stats).
+///
+/// Counts the bytes of the guest's linear memories as the engine grants them; it is the Wasm
+/// view of memory, not the process's RSS, and is the figure a memory limit is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct GuestMeter {
+    memory: Arc<AtomicU64>,
+}
+
+impl GuestMeter {
+    /// A meter reading zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of linear memory the guest holds now.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn grew(&self, from: usize, to: usize) {
+        let added = to.saturating_sub(from) as u64;
+        self.memory.fetch_add(added, Ordering::Relaxed);
+    }
+}
