@@ -196,11 +196,11 @@ fn serve(flags: &Flags) -> Result<(), String> {
     })?;
     let publisher = RemotePublisher::new(&ttrpc_address)
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
-    let events = Events::start(publisher, flags.namespace.clone());
+    let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
     let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
     let exit = Arc::new(ExitSignal::default());
     let service: Arc<dyn Task + Send + Sync> = Arc::new(TaskService::new(
-        events,
+        events.clone(),
         reaper,
         &flags.namespace,
         exit.clone(),
@@ -222,6 +222,8 @@ fn serve(flags: &Flags) -> Result<(), String> {
         let _ = done_tx.send(());
     });
     let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    // The last exit and delete events must reach containerd before the process is gone.
+    events.flush(Duration::from_secs(5));
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     tracing::info!("shim exiting");
     Ok(())

@@ -4,7 +4,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_clean, containerd, import_image, shims_of, task_status, tasks, wait_exit, RUNTIME,
+    assert_clean, containerd, events_during, import_image, shims_of, task_status, tasks, wait_exit,
+    RUNTIME,
 };
 use wasmcell_test_guests as guests;
 use wasmcell_testing::Containerd;
@@ -136,9 +137,17 @@ fn tasks_survive_a_containerd_restart() {
     run_detached(&c, &probe, "survivor", &["/app.wasm", "sleep", "600000"]);
     c.restart();
     assert_eq!(task_status(&c, "survivor").as_deref(), Some("RUNNING"));
-    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "survivor"]);
-    assert!(out.success(), "{out:?}");
-    assert_eq!(wait_exit(&c, "survivor"), 137);
+    // The exit reaches the restarted containerd as an event (what CRI waits for).
+    let seen = events_during(&c, || {
+        let out = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", "survivor"]);
+        assert!(out.success(), "{out:?}");
+        assert_eq!(wait_exit(&c, "survivor"), 137);
+    });
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("/tasks/exit") && l.contains("survivor")),
+        "no exit event after the restart: {seen}"
+    );
     assert_clean(&c);
 }
 

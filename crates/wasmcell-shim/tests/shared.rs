@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{import_image, shims_of, task_status, tasks, wait_exit, SHIM};
+use common::{events_during, import_image, shims_of, task_status, tasks, wait_exit, SHIM};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::{Containerd, CtrOutput};
 
@@ -330,5 +330,34 @@ fn a_killed_manager_reports_its_tasks_exited_and_the_next_start_brings_a_fresh_o
     assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
     let fresh = manager(&c);
     assert_ne!(fresh, old, "a fresh manager serves the next container");
+    assert_no_containers(&c);
+}
+
+#[test]
+fn tasks_and_their_manager_survive_a_containerd_restart() {
+    let (mut c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    run_detached(&c, &probe, "survivor", &["/app.wasm", "sleep", "600000"]);
+    run_detached(&c, &probe, "survivor-2", &["/app.wasm", "sleep", "600000"]);
+    let before = manager(&c);
+    c.restart();
+    assert_eq!(task_status(&c, "survivor").as_deref(), Some("RUNNING"));
+    assert_eq!(task_status(&c, "survivor-2").as_deref(), Some("RUNNING"));
+    assert_eq!(manager(&c), before, "the same manager still serves them");
+    // The exit reaches the restarted containerd as an event (what CRI waits for).
+    let seen = events_during(&c, || {
+        assert_eq!(kill_and_reap(&c, "survivor", "SIGKILL"), 137);
+    });
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("/tasks/exit") && l.contains("survivor")),
+        "no exit event after the restart: {seen}"
+    );
+    // A container started after the restart joins the same manager.
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let out = run(&c, &[], &hello, "after-restart", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    assert_eq!(manager(&c), before);
+    assert_eq!(kill_and_reap(&c, "survivor-2", "SIGTERM"), 143);
     assert_no_containers(&c);
 }

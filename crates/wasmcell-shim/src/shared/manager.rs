@@ -75,7 +75,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     })?;
     let publisher = RemotePublisher::new(&ttrpc_address)
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
-    let events = Events::start(publisher, flags.namespace.clone());
+    let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
     // Mounting a rootfs forks a helper, which containerd-shim's monitor waits for through the
     // reaper.
     let _reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
@@ -83,7 +83,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
     let activity = Arc::new(Activity::new());
     let service: Arc<dyn Task + Send + Sync> =
-        Arc::new(SharedService::new(engine, events, activity.clone()));
+        Arc::new(SharedService::new(engine, events.clone(), activity.clone()));
     let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -133,6 +133,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
         Ok::<(), String>(())
     })?;
+    events.flush(Duration::from_secs(5));
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     Ok(())
 }

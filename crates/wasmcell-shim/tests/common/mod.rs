@@ -120,3 +120,19 @@ pub fn wait_exit(c: &Containerd, id: &str) -> i32 {
         None => 0,
     }
 }
+
+/// The events containerd publishes (`ctr events` lines) while `during` runs.
+pub fn events_during(c: &Containerd, during: impl FnOnce()) -> String {
+    let mut events = c
+        .ctr()
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr events");
+    std::thread::sleep(Duration::from_millis(300));
+    during();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let out = events.wait_with_output().expect("ctr events output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
