@@ -1,8 +1,9 @@
 # wasmcell: `make demo` runs the main job end to end, `make test` runs every test.
 CARGO ?= cargo
 # libseccomp-dev: youki's libcontainer (wasmcell-oci) links libseccomp. podman (with conmon,
-# containers-common, uidmap): wasmcell-oci's Podman tests.
-SYSTEM_PACKAGES ?= containerd runc busybox-static protobuf-compiler libseccomp-dev podman conmon uidmap containernetworking-plugins iproute2
+# containers-common, uidmap): wasmcell-oci's Podman tests. containernetworking-plugins, iproute2:
+# the CRI tests' private pod network. fonts-dejavu-core: labels of the bench plot.
+SYSTEM_PACKAGES ?= containerd runc busybox-static protobuf-compiler libseccomp-dev podman conmon uidmap containernetworking-plugins iproute2 fonts-dejavu-core
 HELLO := target/guests/wasm32-wasip1/release/hello.wasm
 
 .PHONY: all deps build demo test fmt clippy bench

@@ -4,11 +4,12 @@
 //! [`CriClient`] runs each call on its own single-threaded tokio runtime with a deadline
 //! ([`CALL_TIMEOUT`] unless [`CriClient::with_timeout`] says otherwise), so no call can hang a
 //! test. The generated request and response types are re-exported as [`api`]; the helpers
-//! [`host_network_pod`] and [`container_config`] fill them the way kubelet does, and
-//! [`parse_cri_log`] reads the container log files CRI writes.
+//! [`host_network_pod`], [`pod_network_pod`] and [`container_config`] fill them the way kubelet
+//! does, and [`parse_cri_log`] reads the container log files CRI writes.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -185,6 +186,30 @@ impl CriClient {
         )?
         .status
         .ok_or_else(|| Status::internal(format!("PodSandboxStatus of {pod_id}: no status")))
+    }
+
+    /// `PodSandboxStatus` with `verbose`: the status and the runtime's extra information
+    /// (containerd puts a JSON document under `"info"`: `pid` of the sandbox, `runtimeSpec`
+    /// with the pod's namespaces, `cniResult`, ...).
+    ///
+    /// # Errors
+    /// The call's status; `NotFound` for an unknown pod.
+    pub fn pod_sandbox_status_verbose(
+        &self,
+        pod_id: &str,
+    ) -> Result<(api::PodSandboxStatus, HashMap<String, String>), Status> {
+        let mut c = self.runtime_service();
+        let response = self.call(
+            "PodSandboxStatus",
+            c.pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: pod_id.into(),
+                verbose: true,
+            }),
+        )?;
+        let status = response
+            .status
+            .ok_or_else(|| Status::internal(format!("PodSandboxStatus of {pod_id}: no status")))?;
+        Ok((status, response.info))
     }
 
     /// `StopPodSandbox`: stops every container of the pod and the sandbox.
@@ -472,6 +497,48 @@ pub fn host_network_pod(
     log_directory: &Path,
     cgroup_parent: &str,
 ) -> api::PodSandboxConfig {
+    pod_config(
+        name,
+        uid,
+        namespace,
+        log_directory,
+        cgroup_parent,
+        host_network_namespaces(),
+    )
+}
+
+/// A pod with its own network namespace, as kubelet describes it in `RunPodSandbox` for an
+/// ordinary pod: as [`host_network_pod`], but namespace options network=POD, pid=CONTAINER,
+/// ipc=POD and the hostname set to the pod's name. CRI asks CNI for its network (see
+/// [`crate::Containerd::start_cri_with_pod_network`]); [`pod_ip`] reads the address.
+pub fn pod_network_pod(
+    name: &str,
+    uid: &str,
+    namespace: &str,
+    log_directory: &Path,
+    cgroup_parent: &str,
+) -> api::PodSandboxConfig {
+    api::PodSandboxConfig {
+        hostname: name.into(),
+        ..pod_config(
+            name,
+            uid,
+            namespace,
+            log_directory,
+            cgroup_parent,
+            pod_namespaces(),
+        )
+    }
+}
+
+fn pod_config(
+    name: &str,
+    uid: &str,
+    namespace: &str,
+    log_directory: &Path,
+    cgroup_parent: &str,
+    namespace_options: api::NamespaceOption,
+) -> api::PodSandboxConfig {
     let labels = HashMap::from([
         ("io.kubernetes.pod.name".to_string(), name.to_string()),
         (
@@ -496,7 +563,7 @@ pub fn host_network_pod(
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.into(),
             security_context: Some(api::LinuxSandboxSecurityContext {
-                namespace_options: Some(host_network_namespaces()),
+                namespace_options: Some(namespace_options),
                 ..Default::default()
             }),
             ..Default::default()
@@ -569,6 +636,22 @@ pub fn host_network_namespaces() -> api::NamespaceOption {
         ipc: api::NamespaceMode::Pod.into(),
         ..Default::default()
     }
+}
+
+/// Namespace options of an ordinary pod: network POD, pid CONTAINER, ipc POD.
+pub fn pod_namespaces() -> api::NamespaceOption {
+    api::NamespaceOption {
+        network: api::NamespaceMode::Pod.into(),
+        pid: api::NamespaceMode::Container.into(),
+        ipc: api::NamespaceMode::Pod.into(),
+        ..Default::default()
+    }
+}
+
+/// The pod's primary address from `PodSandboxStatus` (`network.ip`); `None` for host-network
+/// pods (CRI reports none) or an unparsable address.
+pub fn pod_ip(status: &api::PodSandboxStatus) -> Option<IpAddr> {
+    status.network.as_ref()?.ip.parse().ok()
 }
 
 /// One line of a CRI container log file: `<RFC 3339 timestamp> <stream> <P|F> <content>`.
@@ -723,6 +806,19 @@ mod tests {
             .and_then(|s| s.namespace_options)
             .expect("namespace options");
         assert_eq!(ns.network(), api::NamespaceMode::Node);
+        assert_eq!(
+            pod.hostname, "",
+            "kubelet sets no hostname for host-network pods"
+        );
+
+        let pod = pod_network_pod("p", "u1", "default", Path::new("/logs"), "/x/podu1");
+        assert_eq!(pod.hostname, "p");
+        let ns = pod
+            .linux
+            .and_then(|l| l.security_context)
+            .and_then(|s| s.namespace_options)
+            .expect("namespace options");
+        assert_eq!(ns.network(), api::NamespaceMode::Pod);
         assert_eq!(
             container
                 .labels

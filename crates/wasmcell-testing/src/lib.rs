@@ -24,18 +24,25 @@
 //! CRI-level tests, the calls kubelet makes): a runtime handler `wasmcell` of type
 //! `io.containerd.wasmcell.v1`, the given pod sandbox image, no CNI configuration (host-network
 //! pods need none), its streaming server on a random loopback port, and everything under the
-//! temporary directory. CRI works in the fixed namespace [`CRI_NAMESPACE`] (`k8s.io`): images
-//! for it are imported with [`Containerd::import_into`], and the drop also stops and removes
-//! every pod sandbox, task and container there. [`ImageBuilder`], [`pause_image`] and
-//! [`busybox_image`] build Linux images from files, since nothing can be pulled. With the cargo
-//! feature `cri`, [`Containerd::cri`] returns a blocking CRI client ([`cri::CriClient`]).
+//! temporary directory. [`Containerd::start_cri_with_pod_network`] adds a private CNI network
+//! ([`PodNetwork`]: a bridge and a `10.217.<n>.0/24` subnet of its own, `host-local` state
+//! under the temporary directory), so pods with their own network namespace get an address.
+//! CRI works in the fixed namespace [`CRI_NAMESPACE`] (`k8s.io`): images for it are imported
+//! with [`Containerd::import_into`], and the drop also stops and removes every pod sandbox,
+//! task and container there (containerd then removes the pods' network namespaces).
+//! [`ImageBuilder`], [`pause_image`] and [`busybox_image`] build Linux images from files, since
+//! nothing can be pulled. With the cargo feature `cri`, [`Containerd::cri`] returns a blocking
+//! CRI client ([`cri::CriClient`]).
 //!
 //! The tests using this harness must run as root; they are never skipped (see [`require_root`]).
 #![warn(missing_docs)]
 
+mod cni;
 #[cfg(feature = "cri")]
 pub mod cri;
 mod image;
+
+pub use cni::{PodNetwork, CNI_PLUGINS, CNI_PLUGIN_DIRS, POD_SUBNET_PREFIX};
 
 pub use image::{
     busybox_image, host_architecture, pause_image, ImageBuilder, HOST_BUSYBOX, PAUSE_IMAGE,
@@ -119,6 +126,9 @@ pub struct Containerd {
     path_env: OsString,
     /// The pod sandbox image when the CRI plugin is enabled ([`Containerd::start_cri`]).
     sandbox_image: Option<String>,
+    /// The CNI network of pods ([`Containerd::start_cri_with_pod_network`]); dropped (its
+    /// bridge deleted) after `Drop::drop` has removed the pods and stopped containerd.
+    pod_network: Option<PodNetwork>,
     // Declared last: removed after `Drop::drop` has stopped containerd and unmounted everything.
     dir: TempDir,
 }
@@ -139,7 +149,7 @@ impl Containerd {
     /// # Panics
     /// As [`Containerd::start`].
     pub fn start_with_path(extra_path_dirs: &[PathBuf]) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, None)
+        Containerd::start_inner(extra_path_dirs, None, false)
     }
 
     /// Start a private containerd with its **CRI plugin** enabled (see the crate docs), whose
@@ -156,7 +166,7 @@ impl Containerd {
     /// # Panics
     /// As [`Containerd::start`].
     pub fn start_cri(extra_path_dirs: &[PathBuf], sandbox_image: &str) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, Some(sandbox_image.to_string()))
+        Containerd::start_inner(extra_path_dirs, Some(sandbox_image.to_string()), false)
     }
 
     /// [`Containerd::start_cri`] with the sandbox image [`PAUSE_IMAGE`], built by
@@ -166,8 +176,26 @@ impl Containerd {
     /// As [`Containerd::start`], and when `/bin/busybox` (Debian package `busybox-static`) is
     /// missing or the import fails.
     pub fn start_cri_with_pause(extra_path_dirs: &[PathBuf]) -> Containerd {
-        let containerd = Containerd::start_cri(extra_path_dirs, PAUSE_IMAGE);
-        let tar = containerd.dir().join("pause-image.tar");
+        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), false)
+            .with_pause_image()
+    }
+
+    /// [`Containerd::start_cri_with_pause`] with a private CNI network for pods (see
+    /// [`PodNetwork`]): a pod whose network namespace mode is `POD` gets a network namespace
+    /// with an address from [`PodNetwork::subnet`] on the bridge [`PodNetwork::bridge`], where
+    /// the host has [`PodNetwork::host_address`]. Host-network pods run as before.
+    ///
+    /// # Panics
+    /// As [`Containerd::start_cri_with_pause`], and when the CNI plugins (Debian package
+    /// `containernetworking-plugins`) or `ip` (`iproute2`) are missing or no subnet is free.
+    pub fn start_cri_with_pod_network(extra_path_dirs: &[PathBuf]) -> Containerd {
+        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), true)
+            .with_pause_image()
+    }
+
+    /// Build [`PAUSE_IMAGE`] and import it into [`CRI_NAMESPACE`].
+    fn with_pause_image(self) -> Containerd {
+        let tar = self.dir().join("pause-image.tar");
         pause_image(PAUSE_IMAGE)
             .write_archive(&tar)
             .unwrap_or_else(|e| {
@@ -176,14 +204,19 @@ impl Containerd {
                  Debian package `busybox-static` installed?): {e}"
                 )
             });
-        containerd.import_into(CRI_NAMESPACE, &tar);
-        containerd
+        self.import_into(CRI_NAMESPACE, &tar);
+        self
     }
 
-    fn start_inner(extra_path_dirs: &[PathBuf], sandbox_image: Option<String>) -> Containerd {
+    fn start_inner(
+        extra_path_dirs: &[PathBuf],
+        sandbox_image: Option<String>,
+        pod_network: bool,
+    ) -> Containerd {
         require_root();
         let dir = make_temp_dir();
         let base = dir.path().to_path_buf();
+        let pod_network = pod_network.then(|| PodNetwork::create(&base));
         let root = base.join("root");
         let state = base.join("state");
         let opt = base.join("opt");
@@ -213,6 +246,7 @@ impl Containerd {
             snapshotter: "native",
             path_env: path_with(extra_path_dirs),
             sandbox_image,
+            pod_network,
             dir,
         };
         // CRI names its snapshotter in the configuration: guess before starting, and restart
@@ -294,12 +328,28 @@ impl Containerd {
             self.sandbox_image.is_none(),
         );
         if let Some(image) = &self.sandbox_image {
-            let cni = self.dir.path().join("cni");
-            for d in [cni.join("bin"), cni.join("net.d")] {
-                fs::create_dir_all(&d).unwrap_or_else(|e| {
-                    panic!("wasmcell-testing: cannot create {}: {e}", d.display())
-                });
-            }
+            let cni = match &self.pod_network {
+                Some(network) => CniDirs {
+                    comment: "# The private CNI network of this instance (PodNetwork).",
+                    bin: network.plugin_dir().to_path_buf(),
+                    conf: network.conf_dir().to_path_buf(),
+                },
+                None => {
+                    let cni = self.dir.path().join("cni");
+                    let dirs = CniDirs {
+                        comment: "# No CNI configuration: host-network pods need none; other \
+                                  pods fail to get a network.",
+                        bin: cni.join("bin"),
+                        conf: cni.join("net.d"),
+                    };
+                    for d in [&dirs.bin, &dirs.conf] {
+                        fs::create_dir_all(d).unwrap_or_else(|e| {
+                            panic!("wasmcell-testing: cannot create {}: {e}", d.display())
+                        });
+                    }
+                    dirs
+                }
+            };
             text.push_str(&cri_config_toml(image, self.snapshotter, &cni));
         }
         fs::write(&self.config, text).unwrap_or_else(|e| {
@@ -313,6 +363,12 @@ impl Containerd {
     /// Whether the CRI plugin is enabled ([`Containerd::start_cri`]).
     pub fn cri_enabled(&self) -> bool {
         self.sandbox_image.is_some()
+    }
+
+    /// The private CNI network of pods, when started with
+    /// [`Containerd::start_cri_with_pod_network`].
+    pub fn pod_network(&self) -> Option<&PodNetwork> {
+        self.pod_network.as_ref()
     }
 
     /// The CRI `sandbox_image`, when the CRI plugin is enabled.
@@ -1105,8 +1161,15 @@ disabled_plugins = [{cri_plugin}
     )
 }
 
+/// Where the CRI plugin looks for CNI plugins and configuration, and why.
+struct CniDirs {
+    comment: &'static str,
+    bin: PathBuf,
+    conf: PathBuf,
+}
+
 /// The CRI plugin's section (containerd 1.6, config version 2).
-fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &Path) -> String {
+fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &CniDirs) -> String {
     format!(
         r#"
   # containerd's CRI plugin, as kubelet talks to it; its root and state live under containerd's.
@@ -1126,7 +1189,7 @@ fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &Path) -> String
         runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}]
         runtime_type = {runtime_type}
-    # No CNI configuration: host-network pods need none; other pods fail to get a network.
+    {cni_comment}
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = {cni_bin}
       conf_dir = {cni_conf}
@@ -1135,8 +1198,9 @@ fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &Path) -> String
         snapshotter = toml_str(snapshotter),
         handler = CRI_RUNTIME_HANDLER,
         runtime_type = toml_str(CRI_RUNTIME_TYPE),
-        cni_bin = toml_string(&cni.join("bin")),
-        cni_conf = toml_string(&cni.join("net.d")),
+        cni_comment = cni.comment,
+        cni_bin = toml_string(&cni.bin),
+        cni_conf = toml_string(&cni.conf),
     )
 }
 
