@@ -27,7 +27,8 @@ use nix::unistd::Pid;
 use crate::cgroup::Cgroup;
 use crate::events::Events;
 use crate::reaper::Reaper;
-use crate::service::{timestamp, unmount_rootfs, ExitSignal, StateRecord, TaskService, STATE_FILE};
+use crate::rootfs::unmount_rootfs;
+use crate::service::{timestamp, ExitSignal, StateRecord, TaskService, STATE_FILE};
 
 /// Env var naming the fd of the listening socket `start` hands to the server it launches.
 const LISTEN_FD_ENV: &str = "WASMCELL_SHIM_LISTEN_FD";

@@ -17,6 +17,7 @@ mod instance;
 mod linux;
 mod namespaces;
 mod reaper;
+mod rootfs;
 mod service;
 mod shared;
 mod stdio;

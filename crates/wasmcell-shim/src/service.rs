@@ -26,6 +26,7 @@ use crate::events::Events;
 use crate::instance::{lock, CreateRequest, Instance, Status as InstanceStatus};
 use crate::linux::Runc;
 use crate::reaper::Reaper;
+use crate::rootfs::{mount_rootfs, unmount_rootfs};
 use crate::ShimError;
 
 /// Name of the file in the bundle that records the guest pid and cgroup, so that
@@ -418,48 +419,6 @@ pub(crate) fn timestamp(t: Option<SystemTime>) -> Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
         ..Default::default()
-    }
-}
-
-/// Mount the rootfs containerd passed (a snapshot) at `<bundle>/rootfs`; false when none.
-pub(crate) fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
-    if req.rootfs.is_empty() {
-        return Ok(false);
-    }
-    let target = Instance::rootfs(bundle);
-    std::fs::create_dir_all(&target)
-        .map_err(|e| ShimError::io(format!("failed to create {}", target.display()), e))?;
-    for m in &req.rootfs {
-        let fs_type = (!m.type_.is_empty()).then_some(m.type_.as_str());
-        let source = (!m.source.is_empty()).then_some(m.source.as_str());
-        containerd_shim::mount::mount_rootfs(fs_type, source, &m.options, &target).map_err(
-            |e| {
-                ShimError::io(
-                    format!(
-                        "failed to mount rootfs ({}) at {}",
-                        m.type_,
-                        target.display()
-                    ),
-                    std::io::Error::other(e.to_string()),
-                )
-            },
-        )?;
-    }
-    Ok(true)
-}
-
-/// Unmount `<bundle>/rootfs` if something is mounted there.
-pub(crate) fn unmount_rootfs(bundle: &Path) {
-    let target = Instance::rootfs(bundle);
-    loop {
-        match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) => continue,
-            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
-            Err(e) => {
-                tracing::warn!(path = %target.display(), error = %e, "failed to unmount rootfs");
-                break;
-            }
-        }
     }
 }
 

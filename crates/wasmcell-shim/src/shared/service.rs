@@ -30,9 +30,8 @@ use wasmcell_wasmtime::WasmtimeEngine;
 
 use crate::events::Events;
 use crate::instance::{lock, Status as InstanceStatus};
-use crate::service::{
-    init_process_only, mount_rootfs, timestamp, unmount_rootfs, write_state_file, STATE_FILE,
-};
+use crate::rootfs::{mount_rootfs, unmount_rootfs};
+use crate::service::{init_process_only, timestamp, write_state_file, STATE_FILE};
 use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
 use crate::shared::Activity;
 use crate::stdio::GuestStdio;
