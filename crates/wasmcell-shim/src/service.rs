@@ -83,6 +83,16 @@ impl TaskService {
         }
     }
 
+    /// Whether this service runs container `id`.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        lock(&self.instances).contains_key(id)
+    }
+
+    /// How many containers this service runs.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.instances).len()
+    }
+
     fn get(&self, id: &str) -> Result<Arc<Instance>, ShimError> {
         lock(&self.instances)
             .get(id)
@@ -90,7 +100,10 @@ impl TaskService {
             .ok_or_else(|| ShimError::NotFound(id.to_string()))
     }
 
-    fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse, ShimError> {
+    pub(crate) fn do_create(
+        &self,
+        req: CreateTaskRequest,
+    ) -> Result<CreateTaskResponse, ShimError> {
         let begun = std::time::Instant::now();
         let id = req.id.clone();
         if lock(&self.instances).contains_key(&id) {
@@ -182,7 +195,7 @@ impl TaskService {
         })
     }
 
-    fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse, ShimError> {
+    pub(crate) fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse, ShimError> {
         init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         let status = instance.state().status;
@@ -227,20 +240,10 @@ impl TaskService {
             ..Default::default()
         })
     }
-}
 
-impl Task for TaskService {
-    fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> ttrpc::Result<CreateTaskResponse> {
-        Ok(self.do_create(req)?)
-    }
-
-    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+    pub(crate) fn start_task(&self, req: StartRequest) -> Result<StartResponse, ShimError> {
         if !req.exec_id.is_empty() {
-            return Err(ShimError::Unimplemented("Exec").into());
+            return Err(ShimError::Unimplemented("Exec"));
         }
         let instance = self.get(&req.id)?;
         // TaskStart is queued under the state lock, so a quick exit's TaskExit comes after it.
@@ -258,7 +261,7 @@ impl Task for TaskService {
         })
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+    pub(crate) fn task_state(&self, req: StateRequest) -> Result<StateResponse, ShimError> {
         let instance = self.get(&req.id)?;
         let state = instance.state();
         let status = match state.status {
@@ -284,7 +287,7 @@ impl Task for TaskService {
         })
     }
 
-    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+    pub(crate) fn kill_task(&self, req: KillRequest) -> Result<Empty, ShimError> {
         init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         // One process per container: `all` and the init process are the same target.
@@ -293,7 +296,7 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+    pub(crate) fn wait_task(&self, req: WaitRequest) -> Result<WaitResponse, ShimError> {
         init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(&req.id)?;
         let state = instance.wait();
@@ -304,11 +307,7 @@ impl Task for TaskService {
         })
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
-        Ok(self.do_delete(req)?)
-    }
-
-    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+    pub(crate) fn task_pids(&self, req: PidsRequest) -> Result<PidsResponse, ShimError> {
         let instance = self.get(&req.id)?;
         let mut processes = Vec::new();
         if instance.state().status != InstanceStatus::Stopped {
@@ -323,7 +322,7 @@ impl Task for TaskService {
         })
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+    pub(crate) fn task_stats(&self, req: StatsRequest) -> Result<StatsResponse, ShimError> {
         let instance = self.get(&req.id)?;
         let cgroup = instance.cgroup.as_ref().ok_or_else(|| {
             ShimError::FailedPrecondition(format!("container {} has no cgroup", req.id))
@@ -346,14 +345,56 @@ impl Task for TaskService {
         })
     }
 
-    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+    pub(crate) fn connect_task(&self, req: ConnectRequest) -> ConnectResponse {
         let task_pid = self.get(&req.id).map(|i| i.pid).unwrap_or_default();
-        Ok(ConnectResponse {
+        ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
             version: env!("CARGO_PKG_VERSION").into(),
             ..Default::default()
-        })
+        }
+    }
+}
+
+impl Task for TaskService {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        Ok(self.do_create(req)?)
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        Ok(self.start_task(req)?)
+    }
+
+    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        Ok(self.task_state(req)?)
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        Ok(self.kill_task(req)?)
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        Ok(self.wait_task(req)?)
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        Ok(self.do_delete(req)?)
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        Ok(self.task_pids(req)?)
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        Ok(self.task_stats(req)?)
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        Ok(self.connect_task(req))
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {

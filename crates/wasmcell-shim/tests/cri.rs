@@ -1,11 +1,14 @@
 //! CRI-level tests: the calls kubelet makes, against containerd's real CRI plugin with the
 //! runtime handler `wasmcell` (the shim under test). Host-network pods (no CNI) here, pods with
 //! their own network namespace (a private CNI network) in `cri/pod_network.rs`; a pause image
-//! built from the host's busybox, Wasm images built from the test guests. Must run as root;
+//! built from the host's busybox, Wasm images built from the test guests. Pods of the shared
+//! runtime (handler `wasmcell-shared`) in `cri/shared_mode.rs`. Must run as root;
 //! never skipped.
 mod common;
 #[path = "cri/pod_network.rs"]
 mod pod_network;
+#[path = "cri/shared_mode.rs"]
+mod shared_mode;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

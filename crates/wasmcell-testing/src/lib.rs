@@ -77,6 +77,11 @@ pub const CRI_NAMESPACE: &str = "k8s.io";
 pub const CRI_RUNTIME_HANDLER: &str = "wasmcell";
 /// The runtime type behind [`CRI_RUNTIME_HANDLER`]: the wasmcell shim.
 pub const CRI_RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
+/// The CRI runtime handler of the shim's shared mode (one manager process for every container).
+pub const CRI_SHARED_RUNTIME_HANDLER: &str = "wasmcell-shared";
+/// The runtime type [`CRI_SHARED_RUNTIME_HANDLER`] runs (the binary
+/// `containerd-shim-wasmcell-shared-v1`, a link to the shim, must be on the PATH).
+pub const CRI_SHARED_RUNTIME_TYPE: &str = "io.containerd.wasmcell-shared.v1";
 
 /// Deadline of each `ctr` command run while cleaning up in `Drop`.
 const CLEANUP_CTR_TIMEOUT: Duration = Duration::from_secs(20);
@@ -1189,6 +1194,8 @@ fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &CniDirs) -> Str
         runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}]
         runtime_type = {runtime_type}
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{shared_handler}]
+        runtime_type = {shared_runtime_type}
     {cni_comment}
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = {cni_bin}
@@ -1198,6 +1205,8 @@ fn cri_config_toml(sandbox_image: &str, snapshotter: &str, cni: &CniDirs) -> Str
         snapshotter = toml_str(snapshotter),
         handler = CRI_RUNTIME_HANDLER,
         runtime_type = toml_str(CRI_RUNTIME_TYPE),
+        shared_handler = CRI_SHARED_RUNTIME_HANDLER,
+        shared_runtime_type = toml_str(CRI_SHARED_RUNTIME_TYPE),
         cni_comment = cni.comment,
         cni_bin = toml_string(&cni.bin),
         cni_conf = toml_string(&cni.conf),

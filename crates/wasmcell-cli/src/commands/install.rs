@@ -42,8 +42,8 @@ pub(crate) struct ContainerdArgs {
     #[arg(long, default_value = "wasmcell", value_name = "NAME")]
     runtime_name: String,
     /// Also register `<runtime-name>-shared` (io.containerd.wasmcell-shared.v1): every container
-    /// of that runtime runs in one manager process per containerd. Wasm containers only, so not
-    /// for Kubernetes pods (their sandbox is a Linux container).
+    /// of that runtime runs in one manager process per containerd (Linux containers, such as pod
+    /// sandboxes, under runc beside it).
     #[arg(long)]
     shared: bool,
     /// Print what would change (a diff of the config) and change nothing.

@@ -76,14 +76,22 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     let publisher = RemotePublisher::new(&ttrpc_address)
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
-    // Mounting a rootfs forks a helper, which containerd-shim's monitor waits for through the
-    // reaper.
-    let _reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
+    // Mounting a rootfs may fork a helper, which containerd-shim's monitor waits for through
+    // the reaper.
+    // Linux containers' init processes (runc's) are reparented to the manager and reaped here.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "failed to become a child subreaper");
+    }
+    let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
     let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
     let activity = Arc::new(Activity::new());
-    let service: Arc<dyn Task + Send + Sync> =
-        Arc::new(SharedService::new(engine, events.clone(), activity.clone()));
+    let service: Arc<dyn Task + Send + Sync> = Arc::new(SharedService::new(
+        engine,
+        events.clone(),
+        reaper,
+        activity.clone(),
+    ));
     let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -30,8 +30,11 @@ use wasmcell_wasmtime::WasmtimeEngine;
 
 use crate::events::Events;
 use crate::instance::{lock, Status as InstanceStatus};
+use crate::reaper::Reaper;
 use crate::rootfs::{mount_rootfs, unmount_rootfs};
-use crate::service::{init_process_only, timestamp, write_state_file, STATE_FILE};
+use crate::service::{
+    init_process_only, timestamp, write_state_file, ExitSignal, TaskService, STATE_FILE,
+};
 use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
 use crate::shared::Activity;
 use crate::stdio::GuestStdio;
@@ -44,6 +47,10 @@ const NAMESPACE_KEY: &str = "containerd-namespace-ttrpc";
 #[derive(Debug)]
 pub(crate) struct SharedService {
     instances: Mutex<HashMap<String, Arc<SharedInstance>>>,
+    /// Linux containers (pod sandboxes, ELF or script entrypoints), run by runc as in normal
+    /// mode: one normal-mode task service per containerd namespace.
+    linux: Mutex<HashMap<String, Arc<TaskService>>>,
+    reaper: Reaper,
     engine: Arc<WasmtimeEngine>,
     events: Events,
     activity: Arc<Activity>,
@@ -53,14 +60,47 @@ impl SharedService {
     pub(crate) fn new(
         engine: Arc<WasmtimeEngine>,
         events: Events,
+        reaper: Reaper,
         activity: Arc<Activity>,
     ) -> Self {
         SharedService {
             instances: Mutex::default(),
+            linux: Mutex::default(),
+            reaper,
             engine,
             events,
             activity,
         }
+    }
+
+    /// The normal-mode service running namespace `namespace`'s Linux containers.
+    fn linux_service(&self, namespace: &str) -> Arc<TaskService> {
+        lock(&self.linux)
+            .entry(namespace.to_string())
+            .or_insert_with(|| {
+                Arc::new(TaskService::new(
+                    self.events.in_namespace(namespace),
+                    self.reaper.clone(),
+                    namespace,
+                    Arc::new(ExitSignal::default()),
+                ))
+            })
+            .clone()
+    }
+
+    /// The service running Linux container `id`, if it is one.
+    fn linux_for(&self, ctx: &TtrpcContext, id: &str) -> Option<Arc<TaskService>> {
+        let linux = lock(&self.linux);
+        match ctx.metadata.get(NAMESPACE_KEY).and_then(|v| v.first()) {
+            Some(ns) => linux.get(ns).filter(|s| s.holds(id)).cloned(),
+            None => linux.values().find(|s| s.holds(id)).cloned(),
+        }
+    }
+
+    /// Tell the idle timer how many containers (Wasm and Linux) the manager runs.
+    fn count_containers(&self) {
+        let linux: usize = lock(&self.linux).values().map(|s| s.len()).sum();
+        self.activity.changed(lock(&self.instances).len() + linux);
     }
 
     /// The container `id`, in the request's namespace when containerd names it; otherwise the
@@ -102,6 +142,17 @@ impl SharedService {
             )));
         }
         let mounted = mount_rootfs(&bundle, &req)?;
+        // Decided with the rootfs in place: the entrypoint is looked at.
+        if runs_as_linux(&bundle) {
+            if mounted {
+                unmount_rootfs(&bundle);
+            }
+            tracing::info!(container = %req.id, namespace = %namespace, "running as a Linux container");
+            let service = self.linux_service(&namespace);
+            let created = blocking(move || service.do_create(req)).await;
+            self.count_containers();
+            return created;
+        }
         let engine = self.engine.clone();
         let id = req.id.clone();
         let (b, stdin, stdout, stderr) = (
@@ -145,7 +196,7 @@ impl SharedService {
         let pid = std::process::id();
         write_state_file(&bundle, pid, None);
         lock(&self.instances).insert(key, instance);
-        self.activity.changed(lock(&self.instances).len());
+        self.count_containers();
         self.events.in_namespace(&namespace).create(&req, pid);
         tracing::info!(
             container = %req.id,
@@ -229,7 +280,7 @@ impl SharedService {
         unmount_rootfs(&instance.req.bundle);
         let _ = std::fs::remove_file(instance.req.bundle.join(STATE_FILE));
         lock(&self.instances).remove(&key(&instance.req.namespace, &req.id));
-        self.activity.changed(lock(&self.instances).len());
+        self.count_containers();
         let exit = instance.exit();
         let exit_status = exit.map(|e| e.code).unwrap_or(137);
         let exited_at = timestamp(exit.map(|e| e.at));
@@ -316,13 +367,6 @@ fn prepare(
     let config = bundle.join("config.json");
     let spec = Spec::load(&config)
         .map_err(|e| workload(format!("failed to load {}: {e}", config.display())))?;
-    if crate::linux::is_linux_workload(&spec, bundle) {
-        return Err(ShimError::InvalidArgument(format!(
-            "container {id}: the shared runtime runs Wasm guests only; run Linux containers and \
-             pod sandboxes with runtime {}",
-            crate::RUNTIME_TYPE
-        )));
-    }
     let plan = RunPlan::from_bundle(bundle).map_err(|e| workload(e.to_string()))?;
     // Guests share the manager's network namespace: they get sockets only when the container
     // asked for the host's network (no network namespace of its own).
@@ -338,6 +382,27 @@ fn prepare(
         .map_err(|e| workload(e.to_string()))?;
     let stdio = GuestStdio::open(stdin, stdout, stderr)?;
     Ok(Prepared { plan, wasm, stdio })
+}
+
+/// Whether the bundle's container is a Linux container (an unreadable spec is left to the Wasm
+/// path, which reports it).
+fn runs_as_linux(bundle: &Path) -> bool {
+    Spec::load(bundle.join("config.json"))
+        .map(|spec| crate::linux::is_linux_workload(&spec, bundle))
+        .unwrap_or(false)
+}
+
+/// Run a normal-mode service call (it may block on runc or on an exit) off the executor.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ShimError> + Send + 'static,
+) -> Result<T, ShimError> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result,
+        Err(e) => Err(ShimError::io(
+            "a Linux container's request failed",
+            std::io::Error::other(e.to_string()),
+        )),
+    }
 }
 
 fn host_network(spec: &Spec) -> bool {
@@ -379,10 +444,16 @@ impl Task for SharedService {
     }
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(blocking(move || service.start_task(req)).await?);
+        }
         Ok(self.do_start(ctx, req)?)
     }
 
     async fn state(&self, ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(service.task_state(req)?);
+        }
         let instance = self.get(ctx, &req.id)?;
         let status = match instance.status() {
             InstanceStatus::Created => Status::CREATED,
@@ -409,11 +480,17 @@ impl Task for SharedService {
     }
 
     async fn kill(&self, ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(blocking(move || service.kill_task(req)).await?);
+        }
         self.do_kill(ctx, req)?;
         Ok(Empty::new())
     }
 
     async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(blocking(move || service.wait_task(req)).await?);
+        }
         init_process_only(&req.id, &req.exec_id)?;
         let instance = self.get(ctx, &req.id)?;
         let exit = instance.wait().await;
@@ -429,10 +506,18 @@ impl Task for SharedService {
         ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            let deleted = blocking(move || service.do_delete(req)).await;
+            self.count_containers();
+            return Ok(deleted?);
+        }
         Ok(self.do_delete(ctx, req)?)
     }
 
     async fn pids(&self, ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(service.task_pids(req)?);
+        }
         let instance = self.get(ctx, &req.id)?;
         let mut processes = Vec::new();
         if instance.status() != InstanceStatus::Stopped {
@@ -448,6 +533,9 @@ impl Task for SharedService {
     }
 
     async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(service.task_stats(req)?);
+        }
         Ok(self.do_stats(ctx, req)?)
     }
 
@@ -456,6 +544,9 @@ impl Task for SharedService {
         ctx: &TtrpcContext,
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
+        if let Some(service) = self.linux_for(ctx, &req.id) {
+            return Ok(service.connect_task(req));
+        }
         let known = self.get(ctx, &req.id).is_ok();
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -471,6 +562,9 @@ impl Task for SharedService {
     }
 
     async fn close_io(&self, ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        if self.linux_for(ctx, &req.id).is_some() {
+            return Ok(Empty::new());
+        }
         self.get(ctx, &req.id)?;
         Ok(Empty::new())
     }
