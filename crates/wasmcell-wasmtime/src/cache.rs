@@ -1,10 +1,12 @@
 //! The on-disk precompile cache: Wasmtime's compiled code for a module, keyed by the module's
 //! content digest and the engine's compatibility hash, so a node compiles each module once.
 //!
-//! Entry format: `WCCACHE1` + sha256(payload) + payload (Wasmtime's serialized module). An entry
-//! whose checksum does not match, or that Wasmtime refuses, is deleted and recompiled, never run.
-//! Entries are written to a temporary file and renamed into place; the least recently used are
-//! evicted past the size bound.
+//! An entry is two files: `<key>.cwasm`, Wasmtime's serialized code as it is (so it is loaded
+//! by memory-mapping the file: no copy, and its pages are shared by every process that runs the
+//! module), and `<key>.sum`, `WCSUM001` + sha256 of the `.cwasm`. An entry whose checksum does not
+//! match, or that Wasmtime refuses, is deleted and recompiled, never run. Each file is written to
+//! a temporary file and renamed into place (code first, checksum last, so a half-written entry
+//! fails its check); the least recently used entries are evicted past the size bound.
 
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -15,11 +17,12 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmcell_core::ModuleKind;
 
-const MAGIC: &[u8; 8] = b"WCCACHE1";
-const HEADER: usize = MAGIC.len() + 32;
+const MAGIC: &[u8; 8] = b"WCSUM001";
+const SUM_LEN: usize = MAGIC.len() + 32;
 const EXTENSION: &str = "cwasm";
+const SUM_EXTENSION: &str = "sum";
 /// Bumped whenever the entry format or key derivation changes.
-const FORMAT_VERSION: &str = "wasmcell-cache-v1";
+const FORMAT_VERSION: &str = "wasmcell-cache-v2";
 /// Default size bound: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Environment variable overriding the cache directory.
@@ -90,17 +93,34 @@ impl CompileCache {
         hex(&h.0.finalize())
     }
 
-    fn path(&self, key: &str) -> PathBuf {
+    pub(crate) fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.{EXTENSION}"))
     }
 
-    /// The verified payload of an entry, or None (a bad entry is deleted).
-    pub(crate) fn load(&self, key: &str) -> Option<Vec<u8>> {
+    fn sum_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.{SUM_EXTENSION}"))
+    }
+
+    /// The path of an entry whose code matches its checksum, or None (a bad entry is deleted).
+    pub(crate) fn load(&self, key: &str) -> Option<PathBuf> {
         let path = self.path(key);
-        let mut bytes = std::fs::read(&path).ok()?;
-        let valid = bytes.len() >= HEADER
-            && &bytes[..MAGIC.len()] == MAGIC
-            && Sha256::digest(&bytes[HEADER..]).as_slice() == &bytes[MAGIC.len()..HEADER];
+        let sum = std::fs::read(self.sum_path(key)).ok();
+        let code = std::fs::File::open(&path).ok();
+        let (sum, mut code) = match (sum, code) {
+            (Some(sum), Some(code)) => (sum, code),
+            (None, None) => return None,
+            _ => {
+                tracing::warn!(entry = %path.display(), "discarding half-written cache entry");
+                self.discard(key);
+                return None;
+            }
+        };
+        let mut hasher = Sha256::new();
+        let hashed = io::copy(&mut code, &mut hasher).is_ok();
+        let valid = hashed
+            && sum.len() == SUM_LEN
+            && &sum[..MAGIC.len()] == MAGIC
+            && hasher.finalize().as_slice() == &sum[MAGIC.len()..];
         if !valid {
             tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
             self.discard(key);
@@ -111,34 +131,42 @@ impl CompileCache {
             .write(true)
             .open(&path)
             .and_then(|f| f.set_modified(SystemTime::now()));
-        Some(bytes.split_off(HEADER))
+        Some(path)
     }
 
     /// Remove an entry (e.g. one Wasmtime refused to load).
     pub(crate) fn discard(&self, key: &str) {
+        let _ = std::fs::remove_file(self.sum_path(key));
         let _ = std::fs::remove_file(self.path(key));
     }
 
     /// Store an entry atomically, then evict past the size bound.
-    pub(crate) fn store(&self, key: &str, payload: &[u8]) -> io::Result<()> {
+    pub(crate) fn store(&self, key: &str, code: &[u8]) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        let mut sum = Vec::with_capacity(SUM_LEN);
+        sum.extend_from_slice(MAGIC);
+        sum.extend_from_slice(&Sha256::digest(code));
+        self.write_atomically(&self.path(key), code)?;
+        self.write_atomically(&self.sum_path(key), &sum)?;
+        self.prune(self.max_bytes)?;
+        Ok(())
+    }
+
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = self.dir.join(format!(
-            ".{key}.{}.{}.tmp",
+            ".{name}.{}.{}.tmp",
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut bytes = Vec::with_capacity(HEADER + payload.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&Sha256::digest(payload));
-        bytes.extend_from_slice(payload);
-        let written =
-            std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, self.path(key)));
+        let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        written?;
-        self.prune(self.max_bytes)?;
-        Ok(())
+        written
     }
 
     /// Every entry, most recently used first.
@@ -156,12 +184,14 @@ impl CompileCache {
                 continue;
             }
             let meta = e.metadata()?;
+            let key = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let sum_size = std::fs::metadata(self.sum_path(&key)).map_or(0, |m| m.len());
             entries.push(CacheEntry {
-                key: path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                size: meta.len(),
+                key,
+                size: meta.len() + sum_size,
                 last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             });
         }
@@ -178,6 +208,7 @@ impl CompileCache {
             if total <= max_bytes {
                 break;
             }
+            let _ = std::fs::remove_file(self.sum_path(&e.key));
             match std::fs::remove_file(self.path(&e.key)) {
                 Ok(()) => {
                     total -= e.size;
@@ -221,24 +252,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
         cache.store("k1", b"payload").expect("store");
-        assert_eq!(cache.load("k1").as_deref(), Some(b"payload".as_slice()));
+        let path = cache.load("k1").expect("stored entry loads");
+        assert_eq!(std::fs::read(&path).expect("read"), b"payload");
 
-        let path = cache.path("k1");
         let mut bytes = std::fs::read(&path).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).expect("write");
         assert_eq!(cache.load("k1"), None, "a corrupt entry must not load");
         assert!(!path.exists(), "a corrupt entry is deleted");
+        assert!(!cache.sum_path("k1").exists(), "with its checksum");
 
-        std::fs::write(cache.path("k2"), b"short").expect("write");
+        // Code without a checksum (a write cut short) is not trusted.
+        std::fs::write(cache.path("k2"), b"code").expect("write");
         assert_eq!(cache.load("k2"), None);
+        assert!(!cache.path("k2").exists());
     }
 
     #[test]
     fn evicts_least_recently_used_past_the_bound() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = CompileCache::new(dir.path(), 3 * (HEADER as u64 + 100));
+        let cache = CompileCache::new(dir.path(), 3 * (SUM_LEN as u64 + 100));
         for k in ["a", "b", "c"] {
             cache.store(k, &[0u8; 100]).expect("store");
             std::thread::sleep(std::time::Duration::from_millis(20));

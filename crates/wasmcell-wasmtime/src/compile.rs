@@ -85,8 +85,8 @@ fn cached(
     digest: &[u8; 32],
 ) -> Result<Compiled, EngineError> {
     let key = CompileCache::key(engine, wasm.kind(), digest);
-    if let Some(payload) = cache.load(&key) {
-        match deserialize(engine, wasm.kind(), &payload) {
+    if let Some(path) = cache.load(&key) {
+        match deserialize(engine, wasm.kind(), &path) {
             Ok(c) => {
                 tracing::debug!(module = %wasm.path().display(), %key, "compiled code from cache");
                 return Ok(c);
@@ -113,19 +113,24 @@ fn cached(
     Ok(compiled)
 }
 
+/// Memory-map a cache entry's code (shared, copy-on-write pages of the file).
 fn deserialize(
     engine: &wasmtime::Engine,
     kind: ModuleKind,
-    payload: &[u8],
+    path: &std::path::Path,
 ) -> wasmtime::Result<Compiled> {
-    // SAFETY: the payload was produced by `serialize` of an engine with the same compatibility
-    // hash (it is part of the key), written by this library, and its sha256 checksum was
-    // verified by `CompileCache::load`; Wasmtime also checks its own header and version.
+    // SAFETY: the file was produced by `serialize` of an engine with the same compatibility
+    // hash (it is part of the key) and written by this library into a root-owned cache
+    // directory, and `CompileCache::load` has just verified its sha256 checksum; entries are
+    // replaced by rename, never rewritten in place, so the mapped file does not change under
+    // the module. Wasmtime also checks its own header and version.
     #[allow(unsafe_code)]
     let compiled = unsafe {
         match kind {
-            ModuleKind::Core => Compiled::Core(Module::deserialize(engine, payload)?),
-            ModuleKind::Component => Compiled::Component(Component::deserialize(engine, payload)?),
+            ModuleKind::Core => Compiled::Core(Module::deserialize_file(engine, path)?),
+            ModuleKind::Component => {
+                Compiled::Component(Component::deserialize_file(engine, path)?)
+            }
         }
     };
     Ok(compiled)

@@ -64,12 +64,12 @@ fn corrupt_and_stale_entries_are_recompiled() {
         "rewritten after recompiling"
     );
 
-    // A well-formed entry whose payload Wasmtime refuses (e.g. from another engine build).
-    let payload = b"not wasmtime code".to_vec();
-    let mut stale = b"WCCACHE1".to_vec();
-    stale.extend_from_slice(&sha256(&payload));
-    stale.extend_from_slice(&payload);
+    // A well-formed entry whose code Wasmtime refuses (e.g. from another engine build).
+    let stale = b"not wasmtime code".to_vec();
+    let mut sum = b"WCSUM001".to_vec();
+    sum.extend_from_slice(&sha256(&stale));
     std::fs::write(&entry, &stale).expect("write");
+    std::fs::write(entry.with_extension("sum"), &sum).expect("write");
     assert_eq!(run_hello(&cache, guests::HELLO_P1), GuestExit::Exited(0));
     assert_eq!(
         std::fs::read(&entry).expect("entry"),
