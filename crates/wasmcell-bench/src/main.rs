@@ -1,16 +1,35 @@
 //! `make bench`: start a private containerd and measure, in the same run, `ctr run --rm`
 //! latency, throughput and memory per container for wasmcell, runc + busybox (the native floor)
-//! and, when `PEER_SHIM=/path/to/containerd-shim-NAME-v1` is set, a peer shim.
+//! and, when `PEER_SHIM=/path/to/containerd-shim-NAME-v1` is set, a peer shim; throughput
+//! through containerd's gRPC API; cold and warm start of a large module; density. Writes
+//! `bench.md` (tables) and `bench.png` (bar charts) to the results folder.
 //!
 //! Environment: `BENCH_RUNS` (latency samples per runtime, default 30), `BENCH_TASKS` (tasks
-//! for throughput, default 200), `BENCH_CONCURRENCY` (default 8), `BENCH_IDLE` (sleeping
-//! containers for the memory figure, default 10), `BENCH_OUT` (results folder, default
-//! `results/`).
+//! for `ctr run` throughput, default 200), `BENCH_CONCURRENCY` (default 8), `BENCH_IDLE`
+//! (sleeping containers for the memory figure, default 10), `BENCH_OUT` (results folder,
+//! default `results/`), `BENCH_DENSITY` (sleeping containers for the shared-mode density rows,
+//! default `100,1000`), `BENCH_DENSITY_NORMAL` (the same for normal mode, default `100`: each
+//! normal-mode container is a process), `BENCH_API_TASKS` (tasks through containerd's API per
+//! runtime, default 1000; 0 skips), `BENCH_API_CONCURRENCY` (default 32), `BENCH_LARGE_MB`
+//! (size of the generated large module in MiB, default 10; 0 skips), `BENCH_LARGE_COLD` (runs
+//! of it without cache, default 3), `BENCH_LARGE_WARM` (warm runs, each paired with a hello
+//! run, default 10), `BENCH_FONT` (TrueType font for the PNG, default Debian's
+//! `fonts-dejavu-core` DejaVuSans).
+//!
+//! The shims get `WASMCELL_CACHE_DIR` pointing at a temporary directory of the bench's own
+//! (set before containerd starts; containerd passes its environment to the shims), so the
+//! host's cache is neither used nor touched.
 
+mod api;
+mod density;
+mod large;
 mod measure;
+mod plot;
 mod runtimes;
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
     let cfg = measure::Config::from_env();
@@ -19,13 +38,161 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .ok_or_else(|| anyhow::anyhow!("cannot locate the bench binary's directory"))?;
     let peer = std::env::var_os("PEER_SHIM").map(PathBuf::from);
-    let (containerd, runtimes) = runtimes::prepare(&shim_dir, peer.as_deref())?;
+    let cache_base = tempfile::Builder::new()
+        .prefix("wasmcell-bench-cache")
+        .tempdir()
+        .context("failed to create the bench's cache directory")?;
+    let cache_dir = large::cache_dir(cache_base.path());
+    let (containerd, runtimes) = runtimes::prepare(&shim_dir, peer.as_deref(), &cache_dir)?;
     let report = measure::run_all(&containerd, &runtimes, &cfg)?;
-    let table = report.markdown();
+    let mut table = format!("Built in {}.\n\n", build_kind());
+    table.push_str(&report.markdown());
+
+    let mut api_rows = Vec::new();
+    if cfg.api_tasks > 0 {
+        match api::measure_all(&containerd, &runtimes, cfg.api_tasks, cfg.api_concurrency) {
+            Ok(report) => {
+                table.push_str(&api::markdown(&report, cfg.api_tasks, cfg.api_concurrency));
+                api_rows = report.rows;
+            }
+            Err(e) => {
+                eprintln!("throughput through containerd's API failed: {e:#}");
+                table.push_str(&format!(
+                    "\nThroughput through containerd's API: failed ({e:#}); only the `ctr run` \
+                     figure above is available.\n"
+                ));
+            }
+        }
+    }
+
+    let mut large_report = None;
+    if cfg.large_mib > 0 {
+        let normal = runtimes
+            .iter()
+            .find(|r| r.name == "wasmcell")
+            .context("no wasmcell runtime")?;
+        let shared = runtimes.iter().find(|r| r.name == "wasmcell shared");
+        let module = large::prepare(&containerd, cfg.large_mib)?;
+        let r = large::measure(
+            &containerd,
+            normal,
+            shared,
+            &module,
+            &cache_dir,
+            cfg.large_cold,
+            cfg.large_warm,
+        )?;
+        table.push_str(&r.markdown());
+        large_report = Some(r);
+    }
+
+    let counts = |key: &str, default: &str| -> Vec<usize> {
+        std::env::var(key)
+            .unwrap_or_else(|_| default.to_string())
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .collect()
+    };
+    let mut dense = Vec::new();
+    for rt in &runtimes {
+        let ns = match rt.name.as_str() {
+            "wasmcell shared" => counts("BENCH_DENSITY", "100,1000"),
+            "wasmcell" => counts("BENCH_DENSITY_NORMAL", "100"),
+            _ => continue,
+        };
+        for n in ns {
+            dense.push(density::density(&containerd, rt, n, cfg.concurrency)?);
+        }
+    }
+    if !dense.is_empty() {
+        table.push_str(&density::markdown(&dense, cfg.concurrency));
+    }
     println!("{table}");
-    std::fs::create_dir_all(&cfg.out_dir)?;
+    std::fs::create_dir_all(&cfg.out_dir)
+        .with_context(|| format!("failed to create {}", cfg.out_dir.display()))?;
     let file = cfg.out_dir.join("bench.md");
-    std::fs::write(&file, &table)?;
+    std::fs::write(&file, &table).with_context(|| format!("failed to write {}", file.display()))?;
     eprintln!("written to {}", file.display());
+
+    let png = cfg.out_dir.join("bench.png");
+    let panels = panels(&report, &api_rows, large_report.as_ref(), &cfg);
+    let title = format!("wasmcell bench, one run on one machine ({})", build_kind());
+    match plot::draw(&png, &title, &panels) {
+        Ok(()) => eprintln!("plot written to {}", png.display()),
+        Err(e) => eprintln!("no plot: {e:#}"),
+    }
     Ok(())
+}
+
+/// Which build measured: numbers of a debug build only show that the bench works.
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug mode: figures only check that the bench works"
+    } else {
+        "release mode"
+    }
+}
+
+/// The plot's panels: hello p50, tasks/s through the API and with `ctr run`, large module.
+fn panels(
+    report: &measure::Report,
+    api_rows: &[api::ApiRow],
+    large: Option<&large::LargeReport>,
+    cfg: &measure::Config,
+) -> Vec<plot::Panel> {
+    let headline = report.headline();
+    let mut panels = vec![plot::Panel {
+        title: "ctr run --rm of hello: p50 latency".into(),
+        unit: "ms".into(),
+        bars: headline
+            .iter()
+            .map(|(n, p50, _)| (plot::short(n), p50.as_secs_f64() * 1000.0))
+            .collect(),
+    }];
+    if !api_rows.is_empty() {
+        panels.push(plot::Panel {
+            title: format!(
+                "containerd API: {} tasks at concurrency {}",
+                cfg.api_tasks, cfg.api_concurrency
+            ),
+            unit: "tasks/s".into(),
+            bars: api_rows
+                .iter()
+                .map(|r| (plot::short(&r.name), r.tasks_per_s))
+                .collect(),
+        });
+    }
+    panels.push(plot::Panel {
+        title: format!(
+            "ctr run processes: {} tasks at concurrency {}",
+            cfg.tasks, cfg.concurrency
+        ),
+        unit: "tasks/s".into(),
+        bars: headline
+            .iter()
+            .map(|(n, _, tps)| (plot::short(n), *tps))
+            .collect(),
+    });
+    if let Some(l) = large {
+        panels.push(plot::Panel {
+            title: format!(
+                "{:.1} MB module vs hello: p50 start (normal mode)",
+                l.module_bytes as f64 / 1e6
+            ),
+            unit: "ms".into(),
+            bars: l
+                .rows
+                .iter()
+                .filter(|r| !r.label.contains("shared"))
+                .map(|r| {
+                    (
+                        r.label.replace(", normal", "").replace(", same window", ""),
+                        r.p50().as_secs_f64() * 1000.0,
+                    )
+                })
+                .collect(),
+        });
+    }
+    panels
 }

@@ -10,6 +10,11 @@ use wasmcell_testing::Containerd;
 #[derive(Debug, Clone)]
 pub(crate) struct Runtime {
     pub(crate) name: String,
+    /// The runtime type containerd starts the shim by, e.g. `io.containerd.wasmcell.v1`.
+    pub(crate) runtime_type: String,
+    /// The image the hello workload runs from through containerd's API (and, for Wasm
+    /// runtimes, with `ctr run`; runc + busybox runs from a rootfs directory there).
+    pub(crate) image: String,
     /// Arguments between `ctr run --rm` and the container id.
     pub(crate) run_args: Vec<String>,
     /// Command after the id for the hello workload.
@@ -20,12 +25,41 @@ pub(crate) struct Runtime {
     pub(crate) process_marker: String,
 }
 
+/// The shared-mode manager's command line holds `-id manager`.
+const MANAGER_MARKER: &str = "\0-id\0manager\0";
+
+impl Runtime {
+    /// Whether the process with this command line (NUL-separated) is one of this runtime's.
+    pub(crate) fn owns(&self, cmdline: &str) -> bool {
+        if self.process_marker == MANAGER_MARKER {
+            return cmdline.contains(MANAGER_MARKER);
+        }
+        cmdline.contains(&self.process_marker) && !cmdline.contains(MANAGER_MARKER)
+    }
+}
+
+/// `wasmcell_wasmtime::CACHE_DIR_ENV`: where the shims keep precompiled modules.
+pub(crate) const CACHE_DIR_ENV: &str = "WASMCELL_CACHE_DIR";
+
+/// The busybox image for runc through containerd's API.
+const BUSYBOX_IMAGE: &str = "docker.io/library/bench-busybox:latest";
+
 /// Start containerd with wasmcell's shim (and the peer's) on its PATH and prepare workloads.
+/// `cache_dir` becomes `WASMCELL_CACHE_DIR` in containerd's environment, which the shims and
+/// their guest processes inherit.
 pub(crate) fn prepare(
     shim_dir: &Path,
     peer: Option<&Path>,
+    cache_dir: &Path,
 ) -> anyhow::Result<(Containerd, Vec<Runtime>)> {
-    let mut path = vec![shim_dir.to_path_buf()];
+    // The shared runtime's binary name is a link to the shim, as the installer makes it.
+    let links = shim_dir.join("bench-links");
+    std::fs::create_dir_all(&links)?;
+    let shared_link = links.join("containerd-shim-wasmcell-shared-v1");
+    let _ = std::fs::remove_file(&shared_link);
+    std::os::unix::fs::symlink(shim_dir.join("containerd-shim-wasmcell-v1"), &shared_link)
+        .context("link the shared-mode shim name")?;
+    let mut path = vec![shim_dir.to_path_buf(), links];
     let peer_runtime = match peer {
         Some(p) => {
             let file = p
@@ -41,6 +75,9 @@ pub(crate) fn prepare(
         }
         None => None,
     };
+    // containerd inherits the bench's environment (the harness sets only PATH) and passes it
+    // on to the shims. Set while the bench is still single-threaded.
+    std::env::set_var(CACHE_DIR_ENV, cache_dir);
     let containerd = Containerd::start_with_path(&path);
 
     let hello = ImageSpec::new(
@@ -60,11 +97,18 @@ pub(crate) fn prepare(
     let rootfs = containerd.dir().join("busybox-rootfs");
     std::fs::create_dir_all(rootfs.join("bin"))?;
     std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
+    let tar = containerd.dir().join("busybox.tar");
+    wasmcell_testing::busybox_image(BUSYBOX_IMAGE)
+        .write_archive(&tar)
+        .context("build the busybox image")?;
+    containerd.import(&tar);
 
     let wasm_image = "docker.io/library/bench-probe:latest".to_string();
     let mut runtimes = vec![
         Runtime {
             name: "wasmcell".into(),
+            runtime_type: "io.containerd.wasmcell.v1".into(),
+            image: wasm_image.clone(),
             run_args: vec![
                 "--runtime".into(),
                 "io.containerd.wasmcell.v1".into(),
@@ -75,7 +119,22 @@ pub(crate) fn prepare(
             process_marker: "containerd-shim-wasmcell-v1".into(),
         },
         Runtime {
+            name: "wasmcell shared".into(),
+            runtime_type: "io.containerd.wasmcell-shared.v1".into(),
+            image: wasm_image.clone(),
+            run_args: vec![
+                "--runtime".into(),
+                "io.containerd.wasmcell-shared.v1".into(),
+                wasm_image.clone(),
+            ],
+            hello: vec!["/app.wasm".into(), "args".into()],
+            sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
+            process_marker: MANAGER_MARKER.into(),
+        },
+        Runtime {
             name: "runc + busybox".into(),
+            runtime_type: "io.containerd.runc.v2".into(),
+            image: BUSYBOX_IMAGE.into(),
             run_args: vec![
                 "--runtime".into(),
                 "io.containerd.runc.v2".into(),
@@ -90,6 +149,8 @@ pub(crate) fn prepare(
     if let Some((runtime, binary)) = peer_runtime {
         runtimes.push(Runtime {
             name: format!("peer ({binary})"),
+            runtime_type: runtime.clone(),
+            image: wasm_image.clone(),
             run_args: vec!["--runtime".into(), runtime, wasm_image],
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],

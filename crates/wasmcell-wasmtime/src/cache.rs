@@ -3,7 +3,8 @@
 //!
 //! An entry is two files: `<key>.cwasm`, Wasmtime's serialized code as it is (so it is loaded
 //! by memory-mapping the file: no copy, and its pages are shared by every process that runs the
-//! module), and `<key>.sum`, `WCSUM001` + sha256 of the `.cwasm`. An entry whose checksum does not
+//! module), and `<key>.sum`, `WCSUM002` + BLAKE3 of the `.cwasm` (a hash fast enough to check
+//! tens of megabytes on every load). An entry whose checksum does not
 //! match, or that Wasmtime refuses, is deleted and recompiled, never run. Each file is written to
 //! a temporary file and renamed into place (code first, checksum last, so a half-written entry
 //! fails its check); the least recently used entries are evicted past the size bound.
@@ -17,12 +18,12 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmcell_core::ModuleKind;
 
-const MAGIC: &[u8; 8] = b"WCSUM001";
+const MAGIC: &[u8; 8] = b"WCSUM002";
 const SUM_LEN: usize = MAGIC.len() + 32;
 const EXTENSION: &str = "cwasm";
 const SUM_EXTENSION: &str = "sum";
 /// Bumped whenever the entry format or key derivation changes.
-const FORMAT_VERSION: &str = "wasmcell-cache-v2";
+const FORMAT_VERSION: &str = "wasmcell-cache-v3";
 /// Default size bound: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Environment variable overriding the cache directory.
@@ -115,12 +116,12 @@ impl CompileCache {
                 return None;
             }
         };
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         let hashed = io::copy(&mut code, &mut hasher).is_ok();
         let valid = hashed
             && sum.len() == SUM_LEN
             && &sum[..MAGIC.len()] == MAGIC
-            && hasher.finalize().as_slice() == &sum[MAGIC.len()..];
+            && hasher.finalize().as_bytes().as_slice() == &sum[MAGIC.len()..];
         if !valid {
             tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
             self.discard(key);
@@ -145,7 +146,7 @@ impl CompileCache {
         std::fs::create_dir_all(&self.dir)?;
         let mut sum = Vec::with_capacity(SUM_LEN);
         sum.extend_from_slice(MAGIC);
-        sum.extend_from_slice(&Sha256::digest(code));
+        sum.extend_from_slice(blake3::hash(code).as_bytes());
         self.write_atomically(&self.path(key), code)?;
         self.write_atomically(&self.sum_path(key), &sum)?;
         self.prune(self.max_bytes)?;
@@ -235,8 +236,9 @@ impl Hasher for ShaHasher {
     }
 }
 
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+/// The content digest a module is known by (BLAKE3).
+pub(crate) fn digest(bytes: &[u8]) -> [u8; 32] {
+    *blake3::hash(bytes).as_bytes()
 }
 
 fn hex(bytes: &[u8]) -> String {

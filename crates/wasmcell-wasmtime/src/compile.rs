@@ -8,7 +8,7 @@ use wasmcell_core::{EngineError, ModuleKind, WasmBinary};
 use wasmtime::component::Component;
 use wasmtime::Module;
 
-use crate::cache::{sha256, CompileCache};
+use crate::cache::{digest, CompileCache};
 
 /// Compiled code of a core module or a component (cheap to clone).
 #[derive(Clone)]
@@ -47,7 +47,7 @@ impl Compiler {
         engine: &wasmtime::Engine,
         wasm: &WasmBinary,
     ) -> Result<Compiled, EngineError> {
-        let digest = sha256(wasm.bytes());
+        let digest = digest(wasm.bytes());
         if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
             return Ok(c);
         }
@@ -121,7 +121,7 @@ fn deserialize(
 ) -> wasmtime::Result<Compiled> {
     // SAFETY: the file was produced by `serialize` of an engine with the same compatibility
     // hash (it is part of the key) and written by this library into a root-owned cache
-    // directory, and `CompileCache::load` has just verified its sha256 checksum; entries are
+    // directory, and `CompileCache::load` has just verified its checksum; entries are
     // replaced by rename, never rewritten in place, so the mapped file does not change under
     // the module. Wasmtime also checks its own header and version.
     #[allow(unsafe_code)]

@@ -1,0 +1,148 @@
+//! Density: N sleeping containers started at once, then the memory they hold.
+//!
+//! For each runtime and N: `ctr run -d` of N sleeping guests over `concurrency` workers (start
+//! throughput and the p50/p99 of each `ctr run`), then the RSS of the runtime's processes (all
+//! shims and their children, or the one manager) divided by N, and containerd's own RSS.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use wasmcell_testing::Containerd;
+
+use crate::measure::{cmdline, percentile, rss_bytes, with_descendants};
+use crate::runtimes::Runtime;
+
+#[derive(Debug)]
+pub(crate) struct DensityRow {
+    name: String,
+    n: usize,
+    tasks_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+    rss_per_container: u64,
+    containerd_rss: u64,
+}
+
+/// Start `n` sleeping containers of `rt`, measure, and remove them.
+pub(crate) fn density(
+    c: &Containerd,
+    rt: &Runtime,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<DensityRow> {
+    eprintln!("== density: {} x {n}", rt.name);
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut took = Vec::new();
+                    let mut i = w;
+                    while i < n {
+                        let id = format!("dense-{i}");
+                        let mut args: Vec<&str> = vec!["run", "-d"];
+                        args.extend(rt.run_args.iter().map(String::as_str));
+                        args.push(&id);
+                        args.extend(rt.sleep.iter().map(String::as_str));
+                        let begun = Instant::now();
+                        let out = c.run_ctr(&args);
+                        if !out.success() {
+                            bail!("{} container {id} failed: {out:?}", rt.name);
+                        }
+                        took.push(begun.elapsed());
+                        i += concurrency;
+                    }
+                    Ok(took)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("worker panicked")))
+            })
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    let mut samples = Vec::with_capacity(n);
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok(t) => samples.extend(t),
+            Err(e) => failure = Some(e),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let socket = c.socket().display().to_string();
+    let procs: Vec<u32> = wasmcell_testing::pids_with_cmdline_containing(&socket)
+        .into_iter()
+        .filter(|p| rt.owns(&cmdline(*p)))
+        .collect();
+    let total: u64 = with_descendants(&procs).iter().map(|p| rss_bytes(*p)).sum();
+    let containerd_rss = c.pid().map(rss_bytes).unwrap_or(0);
+    remove_all(c, n, concurrency);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    samples.sort();
+    Ok(DensityRow {
+        name: rt.name.clone(),
+        n,
+        tasks_per_s: n as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&samples, 50),
+        p99: percentile(&samples, 99),
+        rss_per_container: total / n as u64,
+        containerd_rss,
+    })
+}
+
+fn remove_all(c: &Containerd, n: usize, concurrency: usize) {
+    std::thread::scope(|s| {
+        for w in 0..concurrency {
+            s.spawn(move || {
+                let mut i = w;
+                while i < n {
+                    let id = format!("dense-{i}");
+                    let _ = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while !c.run_ctr(&["tasks", "delete", &id]).success()
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    let _ = c.run_ctr(&["containers", "delete", &id]);
+                    i += concurrency;
+                }
+            });
+        }
+    });
+}
+
+pub(crate) fn markdown(rows: &[DensityRow], concurrency: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nSleeping containers started with `ctr run -d` at concurrency {concurrency}:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| runtime | containers | start tasks/s | p50 ms | p99 ms | runtime RSS per container | containerd RSS |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} MB | {:.0} MB |",
+            r.name,
+            r.n,
+            r.tasks_per_s,
+            r.p50.as_secs_f64() * 1000.0,
+            r.p99.as_secs_f64() * 1000.0,
+            r.rss_per_container as f64 / 1e6,
+            r.containerd_rss as f64 / 1e6
+        );
+    }
+    out
+}
