@@ -163,13 +163,17 @@ fn installs_binaries_and_a_failed_restart_is_an_error() {
     let out = install(&shared);
     assert_eq!(out.code, 0, "{out:?}");
     let dumped = dump(Path::new(&config));
-    assert!(dumped.contains("io.containerd.wasmcell-shared.v1"), "{dumped}");
+    assert!(
+        dumped.contains("io.containerd.wasmcell-shared.v1"),
+        "{dumped}"
+    );
     assert!(dumped.contains("io.containerd.wasmcell.v1"), "{dumped}");
     let before = std::fs::read(&config).expect("read config");
     let out = install(&shared);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
-        out.stdout.contains("already registers runtime wasmcell-shared"),
+        out.stdout
+            .contains("already registers runtime wasmcell-shared"),
         "{out:?}"
     );
     assert_eq!(std::fs::read(&config).expect("read config"), before);

@@ -192,12 +192,13 @@ mod tests {
     #[test]
     fn the_shared_runtime_is_a_second_table_beside_the_first() {
         let once = changed(register("c", "version = 2\n", "wasmcell").expect("edit"));
-        let out = changed(
-            register_as("c", &once, "wasmcell-shared", SHARED_RUNTIME_TYPE).expect("edit"),
-        );
+        let out =
+            changed(register_as("c", &once, "wasmcell-shared", SHARED_RUNTIME_TYPE).expect("edit"));
         assert!(out.contains(V2_HEADER), "{out}");
         assert!(
-            out.contains("runtimes.wasmcell-shared]\nruntime_type = \"io.containerd.wasmcell-shared.v1\""),
+            out.contains(
+                "runtimes.wasmcell-shared]\nruntime_type = \"io.containerd.wasmcell-shared.v1\""
+            ),
             "{out}"
         );
         assert!(matches!(
