@@ -42,14 +42,15 @@ impl Compiler {
         }
     }
 
+    /// The compiled code of `wasm` and its content digest.
     pub(crate) fn compile(
         &self,
         engine: &wasmtime::Engine,
         wasm: &WasmBinary,
-    ) -> Result<Compiled, EngineError> {
+    ) -> Result<(Compiled, [u8; 32]), EngineError> {
         let digest = digest(wasm.bytes());
         if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
-            return Ok(c);
+            return Ok((c, digest));
         }
         let compiled = match &self.cache {
             Some(cache) => cached(cache, engine, wasm, &digest)?,
@@ -61,7 +62,7 @@ impl Compiler {
             }
             memo.insert(digest, compiled.clone());
         }
-        Ok(compiled)
+        Ok((compiled, digest))
     }
 }
 

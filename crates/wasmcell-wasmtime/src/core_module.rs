@@ -1,5 +1,8 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
-use wasmtime::{Linker, Module, Store};
+use wasmtime::{InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::exit::{classify, link_error};
@@ -9,6 +12,53 @@ use crate::run::GuestRun;
 struct Host {
     wasi: WasiP1Ctx,
     cap: MemoryCap,
+}
+
+/// How many pre-instantiated modules an engine keeps.
+const PRE_ENTRIES: usize = 64;
+
+/// The WASI 0.1 linker, built once per engine, and each module's imports resolved against it
+/// once per digest (`InstancePre`), so that a run only instantiates.
+#[derive(Default)]
+pub(crate) struct CorePres {
+    linker: Mutex<Option<Linker<Host>>>,
+    pres: Mutex<HashMap<[u8; 32], InstancePre<Host>>>,
+}
+
+impl std::fmt::Debug for CorePres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorePres").finish_non_exhaustive()
+    }
+}
+
+impl CorePres {
+    fn get(&self, module: &Module, digest: &[u8; 32]) -> wasmtime::Result<InstancePre<Host>> {
+        if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(digest).cloned()) {
+            return Ok(pre);
+        }
+        let pre = {
+            let mut linker = self
+                .linker
+                .lock()
+                .map_err(|_| wasmtime::Error::msg("wasi 0.1 linker lock poisoned"))?;
+            let linker = match &mut *linker {
+                Some(l) => l,
+                None => {
+                    let mut l: Linker<Host> = Linker::new(module.engine());
+                    wasmtime_wasi::p1::add_to_linker_async(&mut l, |h: &mut Host| &mut h.wasi)?;
+                    linker.insert(l)
+                }
+            };
+            linker.instantiate_pre(module)?
+        };
+        if let Ok(mut pres) = self.pres.lock() {
+            if pres.len() >= PRE_ENTRIES {
+                pres.clear();
+            }
+            pres.insert(*digest, pre.clone());
+        }
+        Ok(pre)
+    }
 }
 
 /// The module must export the function the plan calls.
@@ -28,6 +78,8 @@ pub(crate) fn check_entry(
 /// `_initialize` when the module is a reactor).
 pub(crate) async fn run(
     module: &Module,
+    pres: &CorePres,
+    digest: &[u8; 32],
     plan: &RunPlan,
     wasm: &WasmBinary,
     guest: GuestRun<'_>,
@@ -37,19 +89,15 @@ pub(crate) async fn run(
     check_entry(module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");
 
-    let mut linker: Linker<Host> = Linker::new(module.engine());
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
+    let pre = pres
+        .get(module, digest)
         .map_err(|e| link_err(format!("{e:#}")))?;
-
     let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build_p1();
     let cap = MemoryCap::new(plan.memory_limit, guest.meter.clone());
     let mut store = Store::new(module.engine(), Host { wasi, cap });
     store.limiter(|h| &mut h.cap);
     crate::exit::watch_interrupt(&mut store, guest.interrupt);
 
-    let pre = linker
-        .instantiate_pre(module)
-        .map_err(|e| link_err(format!("{e:#}")))?;
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(i) => i,
         Err(e) => return Ok(classify(e, &store.data().cap)),

@@ -7,6 +7,8 @@ use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, W
 
 use crate::cache::CompileCache;
 use crate::compile::{Compiled, Compiler};
+use crate::component::ComponentPres;
+use crate::core_module::CorePres;
 use crate::run::GuestRun;
 use crate::GuestMeter;
 
@@ -18,6 +20,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct WasmtimeEngine {
     engine: wasmtime::Engine,
     compiler: Compiler,
+    core_pres: CorePres,
+    component_pres: ComponentPres,
     ticker: Option<EpochTicker>,
 }
 
@@ -49,6 +53,8 @@ impl WasmtimeEngine {
         Ok(WasmtimeEngine {
             engine,
             compiler: Compiler::new(cache),
+            core_pres: CorePres::default(),
+            component_pres: ComponentPres::default(),
             ticker: Some(ticker),
         })
     }
@@ -73,7 +79,7 @@ impl Engine for WasmtimeEngine {
     }
 
     fn prepare(&self, plan: &RunPlan, wasm: &WasmBinary) -> Result<(), EngineError> {
-        match self.compiler.compile(&self.engine, wasm)? {
+        match self.compiler.compile(&self.engine, wasm)?.0 {
             Compiled::Core(module) => crate::core_module::check_entry(&module, plan, wasm),
             Compiled::Component(component) => {
                 crate::component::check_entry(&self.engine, &component, plan, wasm)
@@ -127,10 +133,15 @@ impl WasmtimeEngine {
         guest: GuestRun<'_>,
     ) -> Result<GuestExit, EngineError> {
         tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
-        match self.compiler.compile(&self.engine, wasm)? {
-            Compiled::Core(module) => crate::core_module::run(&module, plan, wasm, guest).await,
+        let (compiled, digest) = self.compiler.compile(&self.engine, wasm)?;
+        match compiled {
+            Compiled::Core(module) => {
+                crate::core_module::run(&module, &self.core_pres, &digest, plan, wasm, guest).await
+            }
             Compiled::Component(component) => {
-                crate::component::run(&self.engine, &component, plan, wasm, guest).await
+                let pres = &self.component_pres;
+                crate::component::run(&self.engine, &component, pres, &digest, plan, wasm, guest)
+                    .await
             }
         }
     }
