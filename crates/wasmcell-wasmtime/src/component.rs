@@ -1,6 +1,3 @@
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::Store;
@@ -9,9 +6,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::exit::{classify, link_error, watch_interrupt};
 use crate::limits::MemoryCap;
-use crate::run::GuestRun;
+use crate::run::{GuestRun, Pres};
 
-struct Host {
+pub(crate) struct Host {
     wasi: WasiCtx,
     table: ResourceTable,
     cap: MemoryCap,
@@ -26,59 +23,8 @@ impl WasiView for Host {
     }
 }
 
-/// How many pre-instantiated components an engine keeps.
-const PRE_ENTRIES: usize = 64;
-
-/// The WASI 0.2 linker, built once per engine, and each component's imports resolved against it
-/// once per digest (`InstancePre`), so that a run only instantiates.
-#[derive(Default)]
-pub(crate) struct ComponentPres {
-    linker: Mutex<Option<Linker<Host>>>,
-    pres: Mutex<HashMap<[u8; 32], InstancePre<Host>>>,
-}
-
-impl std::fmt::Debug for ComponentPres {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentPres").finish_non_exhaustive()
-    }
-}
-
-impl ComponentPres {
-    fn get(
-        &self,
-        engine: &wasmtime::Engine,
-        component: &Component,
-        digest: &[u8; 32],
-    ) -> wasmtime::Result<InstancePre<Host>> {
-        if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(digest).cloned()) {
-            return Ok(pre);
-        }
-        let pre = {
-            let mut linker = self
-                .linker
-                .lock()
-                .map_err(|_| wasmtime::Error::msg("wasi 0.2 linker lock poisoned"))?;
-            let linker = match &mut *linker {
-                Some(l) => l,
-                None => {
-                    let mut l: Linker<Host> = Linker::new(engine);
-                    // `wasi:cli/exit.exit` says only success (0) or failure (1); components
-                    // that call `exit-with-code` (wasi:cli 0.2.6) get their full status.
-                    wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
-                    linker.insert(l)
-                }
-            };
-            linker.instantiate_pre(component)?
-        };
-        if let Ok(mut pres) = self.pres.lock() {
-            if pres.len() >= PRE_ENTRIES {
-                pres.clear();
-            }
-            pres.insert(*digest, pre.clone());
-        }
-        Ok(pre)
-    }
-}
+/// The WASI 0.2 linker and pre-instantiated components of an engine.
+pub(crate) type ComponentPres = Pres<Linker<Host>, InstancePre<Host>>;
 
 /// The component must export the function the plan calls, or `wasi:cli/run`.
 pub(crate) fn check_entry(
@@ -115,8 +61,15 @@ pub(crate) async fn run(
 ) -> Result<GuestExit, EngineError> {
     let link_err = |reason: String| link_error(wasm, reason);
 
+    let new_linker = || {
+        let mut l: Linker<Host> = Linker::new(engine);
+        // `wasi:cli/exit.exit` says only success (0) or failure (1); components that call
+        // `exit-with-code` (wasi:cli 0.2.6) get their full status.
+        wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
+        Ok(l)
+    };
     let pre = pres
-        .get(engine, component, digest)
+        .get(digest, new_linker, |l| l.instantiate_pre(component))
         .map_err(|e| link_err(format!("{e:#}")))?;
     let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build();
     let mut store = Store::new(

@@ -1,65 +1,18 @@
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
 use wasmtime::{InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::exit::{classify, link_error};
 use crate::limits::MemoryCap;
-use crate::run::GuestRun;
+use crate::run::{GuestRun, Pres};
 
-struct Host {
+pub(crate) struct Host {
     wasi: WasiP1Ctx,
     cap: MemoryCap,
 }
 
-/// How many pre-instantiated modules an engine keeps.
-const PRE_ENTRIES: usize = 64;
-
-/// The WASI 0.1 linker, built once per engine, and each module's imports resolved against it
-/// once per digest (`InstancePre`), so that a run only instantiates.
-#[derive(Default)]
-pub(crate) struct CorePres {
-    linker: Mutex<Option<Linker<Host>>>,
-    pres: Mutex<HashMap<[u8; 32], InstancePre<Host>>>,
-}
-
-impl std::fmt::Debug for CorePres {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CorePres").finish_non_exhaustive()
-    }
-}
-
-impl CorePres {
-    fn get(&self, module: &Module, digest: &[u8; 32]) -> wasmtime::Result<InstancePre<Host>> {
-        if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(digest).cloned()) {
-            return Ok(pre);
-        }
-        let pre = {
-            let mut linker = self
-                .linker
-                .lock()
-                .map_err(|_| wasmtime::Error::msg("wasi 0.1 linker lock poisoned"))?;
-            let linker = match &mut *linker {
-                Some(l) => l,
-                None => {
-                    let mut l: Linker<Host> = Linker::new(module.engine());
-                    wasmtime_wasi::p1::add_to_linker_async(&mut l, |h: &mut Host| &mut h.wasi)?;
-                    linker.insert(l)
-                }
-            };
-            linker.instantiate_pre(module)?
-        };
-        if let Ok(mut pres) = self.pres.lock() {
-            if pres.len() >= PRE_ENTRIES {
-                pres.clear();
-            }
-            pres.insert(*digest, pre.clone());
-        }
-        Ok(pre)
-    }
-}
+/// The WASI 0.1 linker and pre-instantiated modules of an engine.
+pub(crate) type CorePres = Pres<Linker<Host>, InstancePre<Host>>;
 
 /// The module must export the function the plan calls.
 pub(crate) fn check_entry(
@@ -89,8 +42,13 @@ pub(crate) async fn run(
     check_entry(module, plan, wasm)?;
     let export = plan.export.as_deref().unwrap_or("_start");
 
+    let new_linker = || {
+        let mut l: Linker<Host> = Linker::new(module.engine());
+        wasmtime_wasi::p1::add_to_linker_async(&mut l, |h: &mut Host| &mut h.wasi)?;
+        Ok(l)
+    };
     let pre = pres
-        .get(module, digest)
+        .get(digest, new_linker, |l| l.instantiate_pre(module))
         .map_err(|e| link_err(format!("{e:#}")))?;
     let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build_p1();
     let cap = MemoryCap::new(plan.memory_limit, guest.meter.clone());
