@@ -25,7 +25,7 @@ use nix::sys::signal::Signal;
 use wasmcell_core::{
     Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec,
 };
-use wasmcell_wasmtime::WasmtimeEngine;
+use wasmcell_wasmtime::{CompiledCode, WasmtimeEngine};
 
 /// Signals that end a guest (their default action terminates a process).
 const STOP_SIGNALS: [i32; 7] = [
@@ -54,6 +54,8 @@ struct Prepared {
 #[derive(Clone)]
 pub struct WasmcellExecutor {
     kind: WorkloadKind,
+    /// The module's code, compiled on the host before the container was built.
+    code: Option<CompiledCode>,
     prepared: Rc<RefCell<Option<Prepared>>>,
 }
 
@@ -70,8 +72,16 @@ impl WasmcellExecutor {
     pub fn new(kind: WorkloadKind) -> Self {
         WasmcellExecutor {
             kind,
+            code: None,
             prepared: Rc::new(RefCell::new(None)),
         }
+    }
+
+    /// Use `code` (from [`WasmtimeEngine::compiled_code`] in this same binary) for the module
+    /// instead of compiling it inside the container.
+    pub fn with_code(mut self, code: CompiledCode) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 
@@ -81,8 +91,8 @@ impl Executor for WasmcellExecutor {
             WorkloadKind::Linux => DefaultExecutor {}.validate(spec),
             WorkloadKind::Wasm => {
                 // Reported by `create`, which receives this error from the init process.
-                let prepared =
-                    prepare(spec).map_err(ExecutorValidationError::ArgValidationError)?;
+                let prepared = prepare(spec, self.code.as_ref())
+                    .map_err(ExecutorValidationError::ArgValidationError)?;
                 *self.prepared.borrow_mut() = Some(prepared);
                 Ok(())
             }
@@ -104,7 +114,7 @@ impl Executor for WasmcellExecutor {
                 let prepared = self.prepared.borrow_mut().take();
                 let prepared = match prepared {
                     Some(p) => p,
-                    None => prepare(spec).map_err(ExecutorError::Other)?,
+                    None => prepare(spec, self.code.as_ref()).map_err(ExecutorError::Other)?,
                 };
                 let code = run(prepared);
                 let _ = std::io::stdout().flush();
@@ -126,11 +136,23 @@ pub fn plan_in_container(spec: &Spec) -> Result<RunPlan, wasmcell_core::Error> {
     Ok(RunPlan::resolve(&workload, Path::new("/"))?)
 }
 
-fn prepare(spec: &Spec) -> Result<Prepared, String> {
+fn prepare(spec: &Spec, code: Option<&CompiledCode>) -> Result<Prepared, String> {
     let one = |e: wasmcell_core::Error| e.to_string();
     let plan = plan_in_container(spec).map_err(one)?;
     let wasm = WasmBinary::read(&plan.module).map_err(|e| e.to_string())?;
     let engine = WasmtimeEngine::new().map_err(|e| e.to_string())?;
+    if let Some(code) = code {
+        // SAFETY: `code` was made by `compiled_code` of an engine built by this same binary
+        // with the same configuration, in the `create` process this one was forked from, and
+        // never left its memory; `adopt_compiled` checks it is the code of these very bytes.
+        #[allow(unsafe_code)]
+        let adopted = unsafe { engine.adopt_compiled(&wasm, code) };
+        match adopted {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("module changed since create compiled it; compiling again"),
+            Err(e) => tracing::warn!("cannot load the code compiled at create: {e}"),
+        }
+    }
     engine.prepare(&plan, &wasm).map_err(|e| e.to_string())?;
     Ok(Prepared { plan, wasm, engine })
 }

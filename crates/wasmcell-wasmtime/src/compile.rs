@@ -56,13 +56,76 @@ impl Compiler {
             Some(cache) => cached(cache, engine, wasm, &digest)?,
             None => fresh(engine, wasm)?,
         };
+        self.remember(digest, compiled.clone());
+        Ok((compiled, digest))
+    }
+
+    /// Keep `compiled` as the code of the binary with content digest `digest`.
+    pub(crate) fn remember(&self, digest: [u8; 32], compiled: Compiled) {
         if let Ok(mut memo) = self.memo.lock() {
             if memo.len() >= MEMO_ENTRIES {
                 memo.clear();
             }
-            memo.insert(digest, compiled.clone());
+            memo.insert(digest, compiled);
         }
-        Ok((compiled, digest))
+    }
+}
+
+/// Compiled code in Wasmtime's serialized form, with the digest of the binary it came from.
+#[derive(Clone)]
+pub struct CompiledCode {
+    digest: [u8; 32],
+    kind: ModuleKind,
+    code: Vec<u8>,
+}
+
+impl std::fmt::Debug for CompiledCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledCode")
+            .field("kind", &self.kind)
+            .field("bytes", &self.code.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledCode {
+    pub(crate) fn serialize(
+        compiled: &Compiled,
+        digest: [u8; 32],
+        kind: ModuleKind,
+    ) -> wasmtime::Result<Self> {
+        let code = match compiled {
+            Compiled::Core(m) => m.serialize()?,
+            Compiled::Component(c) => c.serialize()?,
+        };
+        Ok(CompiledCode { digest, kind, code })
+    }
+
+    /// Whether this is the code of `wasm` (same content digest).
+    pub(crate) fn is_code_of(&self, wasm: &WasmBinary) -> bool {
+        self.kind == wasm.kind() && self.digest == digest(wasm.bytes())
+    }
+
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Load the code into `engine`.
+    ///
+    /// # Safety
+    /// The code must come from [`CompiledCode::serialize`] in an engine of the same Wasmtime
+    /// build and configuration (Wasmtime checks its header and version, not its integrity).
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn load(&self, engine: &wasmtime::Engine) -> wasmtime::Result<Compiled> {
+        // SAFETY: the caller promises the bytes are Wasmtime's serialized code for this engine.
+        unsafe {
+            Ok(match self.kind {
+                ModuleKind::Core => Compiled::Core(Module::deserialize(engine, &self.code)?),
+                ModuleKind::Component => {
+                    Compiled::Component(Component::deserialize(engine, &self.code)?)
+                }
+            })
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
 
 use crate::cache::CompileCache;
-use crate::compile::{Compiled, Compiler};
+use crate::compile::{Compiled, CompiledCode, Compiler};
 use crate::component::ComponentPres;
 use crate::core_module::CorePres;
 use crate::run::GuestRun;
@@ -57,6 +57,42 @@ impl WasmtimeEngine {
             component_pres: ComponentPres::default(),
             ticker: Some(ticker),
         })
+    }
+
+    /// Compile `wasm` (through the cache when the engine has one) and return the code, to hand
+    /// to an engine of the same build and configuration in another process, e.g. one forked
+    /// into a container that cannot see the cache ([`WasmtimeEngine::adopt_compiled`]).
+    pub fn compiled_code(&self, wasm: &WasmBinary) -> Result<CompiledCode, EngineError> {
+        let (compiled, digest) = self.compiler.compile(&self.engine, wasm)?;
+        CompiledCode::serialize(&compiled, digest, wasm.kind()).map_err(|e| EngineError::Compile {
+            module: wasm.path().display().to_string(),
+            reason: format!("failed to serialize compiled code: {e:#}"),
+        })
+    }
+
+    /// Use `code` as the compiled form of `wasm`, so that running `wasm` does not compile it.
+    /// Returns false, and changes nothing, when `code` is not the code of these bytes.
+    ///
+    /// # Safety
+    /// `code` must come from [`WasmtimeEngine::compiled_code`] of an engine of this same build
+    /// and configuration, unaltered: Wasmtime runs it as native code after checking only its
+    /// header and version.
+    #[allow(unsafe_code)]
+    pub unsafe fn adopt_compiled(
+        &self,
+        wasm: &WasmBinary,
+        code: &CompiledCode,
+    ) -> Result<bool, EngineError> {
+        if !code.is_code_of(wasm) {
+            return Ok(false);
+        }
+        // SAFETY: forwarded from the caller's promise.
+        let compiled = unsafe { code.load(&self.engine) }.map_err(|e| EngineError::Compile {
+            module: wasm.path().display().to_string(),
+            reason: format!("failed to load precompiled code: {e:#}"),
+        })?;
+        self.compiler.remember(code.digest(), compiled);
+        Ok(true)
     }
 
     /// The underlying Wasmtime engine.

@@ -16,5 +16,6 @@ mod run;
 mod wasi;
 
 pub use cache::{CacheEntry, CompileCache, PruneReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES};
+pub use compile::CompiledCode;
 pub use engine::WasmtimeEngine;
 pub use meter::GuestMeter;

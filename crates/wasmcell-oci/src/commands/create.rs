@@ -7,7 +7,8 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
-use wasmcell_core::{workload_kind, RunPlan, WasmBinary, WorkloadKind};
+use wasmcell_core::{workload_kind, Engine, RunPlan, WasmBinary, WorkloadKind};
+use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 use crate::container::container_dir;
 use crate::executor::WasmcellExecutor;
@@ -61,12 +62,13 @@ pub(crate) fn create_container(args: &Create, global: &GlobalOpts) -> Result<Con
 
     let kind = workload_kind(&spec, &bundle);
     tracing::info!(container = %id, kind = kind.as_str(), bundle = %bundle.display(), "creating");
+    let mut executor = WasmcellExecutor::new(kind);
     if kind == WorkloadKind::Wasm {
-        check_wasm(id, &bundle)?;
+        executor = executor.with_code(compile_on_host(id, &bundle)?);
     }
 
     let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(WasmcellExecutor::new(kind))
+        .with_executor(executor)
         .with_root_path(&global.root)
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .map(|b| {
@@ -107,17 +109,23 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec), OciError> {
     Ok((canonical, spec))
 }
 
-/// Before anything is set up, check on the host that the Wasm workload resolves and its module
-/// is Wasm, so the usual mistakes fail `create` with a message naming the module. The module is
-/// compiled later, inside the container, before `create` returns.
-fn check_wasm(id: &str, bundle: &Path) -> Result<(), OciError> {
+/// Before anything is set up, resolve the Wasm workload on the host and compile its module
+/// through the node's precompile cache (which the container cannot see), so the usual mistakes
+/// fail `create` with a message naming the module and the container's init process only loads
+/// the code (it is handed over in memory across the fork into the container).
+fn compile_on_host(id: &str, bundle: &Path) -> Result<CompiledCode, OciError> {
     let workload = |source: wasmcell_core::Error| OciError::Workload {
         id: id.to_string(),
         source,
     };
     let plan = RunPlan::from_bundle(bundle).map_err(workload)?;
-    WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
-    Ok(())
+    let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
+    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
+    engine
+        .prepare(&plan, &wasm)
+        .map_err(|e| workload(e.into()))?;
+    engine.compiled_code(&wasm).map_err(|e| workload(e.into()))
 }
 
 /// Make sure a failed create leaves no state: libcontainer cleans up after itself, this removes
