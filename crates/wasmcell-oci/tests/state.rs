@@ -142,3 +142,44 @@ fn wasm_bundle_runs_in_its_container_with_the_container_stdio() {
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+#[test]
+fn exec_in_a_wasm_container_runs_a_second_guest() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    let b = bundle(
+        &dir.path().join("bundle"),
+        &["/app.wasm", "sleep", "600000"],
+        &[],
+    );
+    common::wasm_rootfs(&b, &std::fs::read(guests::PROBE_P1).expect("read probe"));
+    let bs = b.display().to_string();
+    let log = dir.path().join("out.txt");
+    assert_eq!(
+        oci_to_file(&root, &["create", "--bundle", &bs, "x1"], &log),
+        0
+    );
+    assert_eq!(
+        oci_to_file(&root, &["start", "x1"], &dir.path().join("start.txt")),
+        0
+    );
+    assert_eq!(status_of(oci, &root, "x1").as_deref(), Some("running"));
+
+    let out = oci(&root, &["exec", "x1", "/app.wasm", "args", "from-exec"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "from-exec"), "{out:?}");
+    let out = oci(&root, &["exec", "x1", "/app.wasm", "exit", "3"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    // The first guest is still running.
+    assert_eq!(status_of(oci, &root, "x1").as_deref(), Some("running"));
+
+    assert!(oci(&root, &["kill", "x1", "KILL"]).success());
+    assert!(
+        wait_for(Duration::from_secs(10), || status_of(oci, &root, "x1")
+            .as_deref()
+            == Some("stopped")),
+        "container did not stop"
+    );
+    assert!(oci(&root, &["delete", "x1"]).success());
+}

@@ -119,11 +119,20 @@ fn compile_on_host(id: &str, bundle: &Path) -> Result<CompiledCode, OciError> {
         source,
     };
     let plan = RunPlan::from_bundle(bundle).map_err(workload)?;
+    compile_plan_on_host(id, &plan)
+}
+
+/// Compile the module of `plan` (host paths) through the node's precompile cache.
+pub(crate) fn compile_plan_on_host(id: &str, plan: &RunPlan) -> Result<CompiledCode, OciError> {
+    let workload = |source: wasmcell_core::Error| OciError::Workload {
+        id: id.to_string(),
+        source,
+    };
     let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
     let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
     engine
-        .prepare(&plan, &wasm)
+        .prepare(plan, &wasm)
         .map_err(|e| workload(e.into()))?;
     engine.compiled_code(&wasm).map_err(|e| workload(e.into()))
 }

@@ -1,16 +1,20 @@
-//! `exec [--process FILE | COMMAND...] ID`: run a new Linux process in a running container's
-//! namespaces and cgroup (what `podman exec`, `ctr task exec` and `kubectl exec` use). It execs
-//! a file of the container's rootfs, so in a Wasm-only image it fails with "not found" for
-//! anything but files the image holds; running a second Wasm guest by exec is not supported.
+//! `exec [--process FILE | COMMAND...] ID`: run a new process in a running container's
+//! namespaces and cgroup (what `podman exec`, `ctr task exec` and `kubectl exec` use). What runs
+//! is decided as for the container itself ([`wasmcell_core::workload_kind`] on the exec'd
+//! command): a Wasm module of the rootfs runs as a second guest (compiled on the host through
+//! the precompile cache), an ELF or script is exec'd.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use nix::sys::wait::{waitpid, WaitStatus};
+use oci_spec::runtime::{Process, Spec};
+use wasmcell_core::{workload_kind, RunPlan, WorkloadKind, WorkloadSpec};
 
+use crate::commands::create::compile_plan_on_host;
+use crate::executor::WasmcellExecutor;
 use crate::{container, GlobalOpts, OciError};
 
 /// `exec` flags.
@@ -75,9 +79,10 @@ impl Exec {
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let id = self.id.as_str();
+        let executor = self.executor(global)?;
         let failed = |e| OciError::container("exec in", id, e);
         let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
+            .with_executor(executor)
             .with_root_path(&global.root)
             .and_then(|b| b.with_pid_file(self.pid_file.as_ref()))
             .map(|b| {
@@ -97,7 +102,62 @@ impl Exec {
             })
             .map_err(failed)?;
         tracing::info!(container = %id, pid = pid.as_raw(), tty = self.tty, "exec started");
-        if self.detach {
+        wait_exec(id, pid, self.detach)
+    }
+
+    /// The executor for the exec'd command: Wasm or Linux, decided on the host from the
+    /// container's spec with the exec's process in place of its own.
+    fn executor(&self, global: &GlobalOpts) -> Result<WasmcellExecutor, OciError> {
+        let loaded = container::load(&global.root, &self.id)?;
+        let bundle = loaded.bundle().clone();
+        let config = bundle.join("config.json");
+        let invalid = |reason: String| OciError::Bundle {
+            path: bundle.clone(),
+            reason,
+        };
+        let mut spec =
+            Spec::load(&config).map_err(|e| invalid(format!("cannot load config.json: {e}")))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        match &self.process {
+            Some(file) => {
+                let invalid = |reason: String| OciError::Invalid {
+                    field: "--process",
+                    value: file.display().to_string(),
+                    reason,
+                };
+                let text = std::fs::read(file).map_err(|e| invalid(e.to_string()))?;
+                process =
+                    serde_json::from_slice::<Process>(&text).map_err(|e| invalid(e.to_string()))?;
+            }
+            None => {
+                process.set_args(Some(self.command.clone()));
+                if let Some(cwd) = &self.cwd {
+                    process.set_cwd(cwd.clone());
+                }
+            }
+        }
+        spec.set_process(Some(process));
+        let kind = workload_kind(&spec, &bundle);
+        tracing::info!(container = %self.id, kind = kind.as_str(), "exec");
+        let executor = WasmcellExecutor::new(kind);
+        if kind == WorkloadKind::Linux {
+            return Ok(executor);
+        }
+        let workload = |source: wasmcell_core::Error| OciError::Workload {
+            id: self.id.clone(),
+            source,
+        };
+        let plan = WorkloadSpec::from_oci(&spec)
+            .map_err(|e| workload(e.into()))
+            .and_then(|w| RunPlan::resolve(&w, &bundle).map_err(|e| workload(e.into())))?;
+        Ok(executor.with_code(compile_plan_on_host(&self.id, &plan)?))
+    }
+}
+
+/// Wait for the exec'd process unless detached; its exit status.
+fn wait_exec(id: &str, pid: nix::unistd::Pid, detach: bool) -> Result<i32, OciError> {
+    {
+        if detach {
             return Ok(0);
         }
         loop {
