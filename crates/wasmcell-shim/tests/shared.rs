@@ -361,3 +361,58 @@ fn tasks_and_their_manager_survive_a_containerd_restart() {
     assert_eq!(kill_and_reap(&c, "survivor-2", "SIGTERM"), 143);
     assert_no_containers(&c);
 }
+
+#[test]
+fn guests_waiting_on_stdin_do_not_hold_up_the_others() {
+    use std::io::Write;
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    // More guests blocked reading stdin than the manager has threads.
+    let mut readers: Vec<_> = (0..4)
+        .map(|i| {
+            c.ctr()
+                .args(["run", "--rm", "--runtime", SHARED, &probe])
+                .arg(format!("reader-{i}"))
+                .args(["/app.wasm", "cat"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("ctr run")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..4).any(|i| task_status(&c, &format!("reader-{i}")).as_deref() != Some("RUNNING")) {
+        if Instant::now() >= deadline {
+            for r in readers.iter_mut() {
+                let _ = r.kill();
+            }
+            let errs: Vec<_> = readers
+                .into_iter()
+                .filter_map(|r| r.wait_with_output().ok())
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect();
+            panic!("readers not running: {:?} {errs:?}", tasks(&c));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The others still run while those wait.
+    for i in 0..3 {
+        let out = run(&c, &[], &hello, &format!("meanwhile-{i}"), &[]);
+        assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    }
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let mut stdin = reader.stdin.take().expect("stdin");
+        writeln!(stdin, "line for reader {i}").expect("write stdin");
+    }
+    for (i, reader) in readers.into_iter().enumerate() {
+        let out = reader.wait_with_output().expect("ctr run output");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("line for reader {i}\n")
+        );
+    }
+    assert_no_containers(&c);
+}
