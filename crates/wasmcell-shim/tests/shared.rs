@@ -416,3 +416,19 @@ fn guests_waiting_on_stdin_do_not_hold_up_the_others() {
     }
     assert_no_containers(&c);
 }
+
+#[test]
+fn a_guest_without_a_memory_limit_is_capped_by_the_manager() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    // No --memory-limit: the manager's default cap (1 GiB) ends it as out of memory.
+    let out = run(&c, &[], &probe, "greedy", &["/app.wasm", "alloc", "1200"]);
+    assert_eq!(out.code, 137, "{out:?}");
+    let out = run(&c, &[], &probe, "modest", &["/app.wasm", "alloc", "64"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "allocated 64 MiB\n"),
+        "{out:?}"
+    );
+    assert_no_containers(&c);
+}

@@ -376,6 +376,15 @@ fn prepare(
     } else {
         plan
     };
+    // One process holds every guest: a guest without a memory limit gets the manager's default
+    // cap, so that it cannot take the memory of all the others.
+    let plan = match plan.memory_limit {
+        Some(_) => plan,
+        None => {
+            let cap = default_memory_limit();
+            plan.with_memory_limit(Some(cap))
+        }
+    };
     let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.to_string()))?;
     engine
         .prepare(&plan, &wasm)
@@ -403,6 +412,16 @@ async fn blocking<T: Send + 'static>(
             std::io::Error::other(e.to_string()),
         )),
     }
+}
+
+/// Memory cap of a guest whose container sets no memory limit: 1 GiB, or
+/// `WASMCELL_SHARED_MEMORY_LIMIT` (bytes) in the manager's environment.
+fn default_memory_limit() -> u64 {
+    std::env::var("WASMCELL_SHARED_MEMORY_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(1 << 30)
 }
 
 fn host_network(spec: &Spec) -> bool {
