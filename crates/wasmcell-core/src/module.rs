@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const WASM_MAGIC: [u8; 4] = *b"\0asm";
 const CORE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
@@ -65,6 +65,7 @@ pub struct WasmBinary {
     path: PathBuf,
     kind: ModuleKind,
     bytes: Arc<[u8]>,
+    digest: Arc<OnceLock<[u8; 32]>>,
 }
 
 impl WasmBinary {
@@ -89,6 +90,7 @@ impl WasmBinary {
             path: path.to_path_buf(),
             kind,
             bytes: bytes.into(),
+            digest: Arc::default(),
         })
     }
 
@@ -105,6 +107,13 @@ impl WasmBinary {
     /// The raw bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The BLAKE3 digest of the bytes, the module's identity for caches (computed once).
+    pub fn digest(&self) -> [u8; 32] {
+        *self
+            .digest
+            .get_or_init(|| *blake3::hash(&self.bytes).as_bytes())
     }
 }
 

@@ -1272,7 +1272,8 @@ fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Result<CtrOutput, S
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            // 1 ms: the bench times commands with this, so the poll must not round them up.
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -1293,7 +1294,7 @@ fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Result<CtrOutput, S
     // A grandchild holding the pipes open must not hang us: give the readers a short grace.
     let grace = Instant::now() + Duration::from_secs(5);
     while readers.iter().any(|r| !r.is_finished()) && Instant::now() < grace {
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(1));
     }
     for reader in readers {
         if reader.is_finished() {

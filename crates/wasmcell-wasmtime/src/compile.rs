@@ -8,7 +8,7 @@ use wasmcell_core::{EngineError, ModuleKind, WasmBinary};
 use wasmtime::component::Component;
 use wasmtime::Module;
 
-use crate::cache::{digest, CompileCache};
+use crate::cache::CompileCache;
 
 /// Compiled code of a core module or a component (cheap to clone).
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl Compiler {
         engine: &wasmtime::Engine,
         wasm: &WasmBinary,
     ) -> Result<(Compiled, [u8; 32]), EngineError> {
-        let digest = digest(wasm.bytes());
+        let digest = wasm.digest();
         if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
             return Ok((c, digest));
         }
@@ -103,7 +103,7 @@ impl CompiledCode {
 
     /// Whether this is the code of `wasm` (same content digest).
     pub(crate) fn is_code_of(&self, wasm: &WasmBinary) -> bool {
-        self.kind == wasm.kind() && self.digest == digest(wasm.bytes())
+        self.kind == wasm.kind() && self.digest == wasm.digest()
     }
 
     pub(crate) fn digest(&self) -> [u8; 32] {
