@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{busybox_archive, ctr_run, ids_under, oci_root, wait_for, wasm_image, BIN, RUNC_SHIM};
+use common::{busybox_archive, ctr_run, ids_under, oci_root, wait_for, wasm_image};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::{require_root, Containerd};
 
@@ -115,19 +115,9 @@ fn busybox_runs_as_a_linux_container() {
 
 /// `ctr run -d`, then `ctr task kill`, wait for the exit, `ctr task delete`, `ctr container rm`.
 fn kill_and_delete(c: &Containerd, image: &str, id: &str, args: &[&str], signal: &str) {
-    let root = oci_root(c).display().to_string();
-    let mut argv = vec![
-        "run",
-        "-d",
-        "--runtime",
-        RUNC_SHIM,
-        "--runc-binary",
-        BIN,
-        "--runc-root",
-        &root,
-        image,
-        id,
-    ];
+    let base = common::ctr_run_argv(c, "-d");
+    let mut argv: Vec<&str> = base.iter().map(String::as_str).collect();
+    argv.extend([image, id]);
     argv.extend_from_slice(args);
     let out = c.run_ctr(&argv);
     assert!(out.success(), "{out:?}\n{}", c.log_tail(30));

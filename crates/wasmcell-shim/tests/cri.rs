@@ -17,7 +17,8 @@ use common::SHIM;
 use wasmcell_image::ImageSpec;
 use wasmcell_test_guests as guests;
 use wasmcell_testing::cri::{
-    api, container_config, cri_log_text, host_network_pod, parse_cri_log, CriClient,
+    api, container_config, cri_log_text, host_network_pod, parse_cri_log, pod_network_mode,
+    CriClient,
 };
 use wasmcell_testing::{
     busybox_image, mounts_under, Containerd, ImageBuilder, CRI_NAMESPACE, CRI_RUNTIME_HANDLER,
@@ -79,13 +80,11 @@ fn run_pod(c: &Containerd, cri: &CriClient, name: &str) -> (String, api::PodSand
         "{status:?}"
     );
     assert_eq!(status.runtime_handler, CRI_RUNTIME_HANDLER, "{status:?}");
-    let network = status
-        .linux
-        .as_ref()
-        .and_then(|l| l.namespaces.as_ref())
-        .and_then(|n| n.options.as_ref())
-        .map(|o| o.network());
-    assert_eq!(network, Some(api::NamespaceMode::Node), "{status:?}");
+    assert_eq!(
+        pod_network_mode(&status),
+        Some(api::NamespaceMode::Node),
+        "{status:?}"
+    );
     (id, config)
 }
 

@@ -654,6 +654,19 @@ pub fn pod_ip(status: &api::PodSandboxStatus) -> Option<IpAddr> {
     status.network.as_ref()?.ip.parse().ok()
 }
 
+/// The pod's network namespace mode from `PodSandboxStatus` (`Node` for host network, `Pod`
+/// for a namespace of its own).
+pub fn pod_network_mode(status: &api::PodSandboxStatus) -> Option<api::NamespaceMode> {
+    status
+        .linux
+        .as_ref()?
+        .namespaces
+        .as_ref()?
+        .options
+        .as_ref()
+        .map(|o| o.network())
+}
+
 /// One line of a CRI container log file: `<RFC 3339 timestamp> <stream> <P|F> <content>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CriLogLine {

@@ -191,19 +191,29 @@ pub fn oci_root(c: &Containerd) -> PathBuf {
     c.dir().join("oci-root")
 }
 
-/// `ctr run --rm --runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R ... IMAGE ID`
-pub fn ctr_run(c: &Containerd, extra: &[&str], image: &str, id: &str, args: &[&str]) -> CtrOutput {
+/// `ctr run MODE --runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R` (`MODE`:
+/// `--rm` or `-d`), to which the caller adds flags, image, id and command.
+pub fn ctr_run_argv(c: &Containerd, mode: &'static str) -> Vec<String> {
     let root = oci_root(c).display().to_string();
-    let mut argv = vec![
+    [
         "run",
-        "--rm",
+        mode,
         "--runtime",
         RUNC_SHIM,
         "--runc-binary",
         BIN,
         "--runc-root",
-        &root,
-    ];
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain([root])
+    .collect()
+}
+
+/// `ctr run --rm --runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R ... IMAGE ID`
+pub fn ctr_run(c: &Containerd, extra: &[&str], image: &str, id: &str, args: &[&str]) -> CtrOutput {
+    let base = ctr_run_argv(c, "--rm");
+    let mut argv: Vec<&str> = base.iter().map(String::as_str).collect();
     argv.extend_from_slice(extra);
     argv.push(image);
     argv.push(id);

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::SHIM;
 use wasmcell_test_guests as guests;
-use wasmcell_testing::cri::{api, container_config, pod_ip, pod_network_pod, CriClient};
+use wasmcell_testing::cri::{
+    api, container_config, pod_ip, pod_network_mode, pod_network_pod, CriClient,
+};
 use wasmcell_testing::{Containerd, CRI_NAMESPACE, CRI_RUNTIME_HANDLER};
 
 use super::{
@@ -57,13 +59,11 @@ fn run_networked_pod(c: &Containerd, cri: &CriClient, name: &str) -> NetworkedPo
         "{status:?}"
     );
     assert_eq!(status.runtime_handler, CRI_RUNTIME_HANDLER, "{status:?}");
-    let mode = status
-        .linux
-        .as_ref()
-        .and_then(|l| l.namespaces.as_ref())
-        .and_then(|n| n.options.as_ref())
-        .map(|o| o.network());
-    assert_eq!(mode, Some(api::NamespaceMode::Pod), "{status:?}");
+    assert_eq!(
+        pod_network_mode(&status),
+        Some(api::NamespaceMode::Pod),
+        "{status:?}"
+    );
     let ip = match pod_ip(&status) {
         Some(IpAddr::V4(ip)) => ip,
         other => panic!("no IPv4 pod address ({other:?}): {status:?}"),
