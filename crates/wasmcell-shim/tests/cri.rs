@@ -64,28 +64,39 @@ fn linux_image(c: &Containerd, cri: &CriClient) -> String {
 /// A host-network pod (runtime handler `wasmcell`) with its log directory under the test's
 /// directory; returns (pod id, pod config).
 fn run_pod(c: &Containerd, cri: &CriClient, name: &str) -> (String, api::PodSandboxConfig) {
+    run_pod_with_handler(c, cri, name, CRI_RUNTIME_HANDLER)
+}
+
+/// [`run_pod`] with the runtime handler `handler`.
+fn run_pod_with_handler(
+    c: &Containerd,
+    cri: &CriClient,
+    name: &str,
+    handler: &str,
+) -> (String, api::PodSandboxConfig) {
     let uid = format!("{name}-uid");
     let logs = c.dir().join("pod-logs").join(name);
     std::fs::create_dir_all(&logs).expect("create the pod log directory");
     let config = host_network_pod(name, &uid, "default", &logs, &c.pod_cgroup_parent(&uid));
     let started = Instant::now();
     let id = cri
-        .run_pod_sandbox(&config, CRI_RUNTIME_HANDLER)
+        .run_pod_sandbox(&config, handler)
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nlog tail:\n{}", c.log_tail(60)));
     eprintln!("RunPodSandbox took {:?}", started.elapsed());
     let status = cri.pod_sandbox_status(&id).expect("PodSandboxStatus");
+    assert_pod_ready(&status, handler, api::NamespaceMode::Node);
+    (id, config)
+}
+
+/// The pod is ready, run by `handler`, with network namespace mode `network`.
+fn assert_pod_ready(status: &api::PodSandboxStatus, handler: &str, network: api::NamespaceMode) {
     assert_eq!(
         status.state(),
         api::PodSandboxState::SandboxReady,
         "{status:?}"
     );
-    assert_eq!(status.runtime_handler, CRI_RUNTIME_HANDLER, "{status:?}");
-    assert_eq!(
-        pod_network_mode(&status),
-        Some(api::NamespaceMode::Node),
-        "{status:?}"
-    );
-    (id, config)
+    assert_eq!(status.runtime_handler, handler, "{status:?}");
+    assert_eq!(pod_network_mode(status), Some(network), "{status:?}");
 }
 
 /// CreateContainer + StartContainer; returns the container id.

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::SHIM;
 use wasmcell_test_guests as guests;
-use wasmcell_testing::cri::{
-    api, container_config, pod_ip, pod_network_mode, pod_network_pod, CriClient,
-};
+use wasmcell_testing::cri::{api, container_config, pod_ip, pod_network_pod, CriClient};
 use wasmcell_testing::{Containerd, CRI_NAMESPACE, CRI_RUNTIME_HANDLER};
 
 use super::{
@@ -53,17 +51,7 @@ fn run_networked_pod(c: &Containerd, cri: &CriClient, name: &str) -> NetworkedPo
     let (status, info) = cri
         .pod_sandbox_status_verbose(&id)
         .expect("PodSandboxStatus");
-    assert_eq!(
-        status.state(),
-        api::PodSandboxState::SandboxReady,
-        "{status:?}"
-    );
-    assert_eq!(status.runtime_handler, CRI_RUNTIME_HANDLER, "{status:?}");
-    assert_eq!(
-        pod_network_mode(&status),
-        Some(api::NamespaceMode::Pod),
-        "{status:?}"
-    );
+    super::assert_pod_ready(&status, CRI_RUNTIME_HANDLER, api::NamespaceMode::Pod);
     let ip = match pod_ip(&status) {
         Some(IpAddr::V4(ip)) => ip,
         other => panic!("no IPv4 pod address ({other:?}): {status:?}"),

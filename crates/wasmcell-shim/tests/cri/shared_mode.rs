@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use wasmcell_test_guests as guests;
-use wasmcell_testing::cri::{api, container_config, cri_log_text, host_network_pod, CriClient};
+use wasmcell_testing::cri::{api, container_config, cri_log_text, CriClient};
 use wasmcell_testing::{Containerd, CRI_NAMESPACE, CRI_SHARED_RUNTIME_HANDLER};
 
 use super::{linux_image, start, wait_for_log, wait_state, wasm_image, WAIT};
@@ -27,21 +27,7 @@ fn shared_cri_containerd() -> (Containerd, tempfile::TempDir) {
 }
 
 fn run_shared_pod(c: &Containerd, cri: &CriClient, name: &str) -> (String, api::PodSandboxConfig) {
-    let uid = format!("{name}-uid");
-    let logs = c.dir().join("pod-logs").join(name);
-    std::fs::create_dir_all(&logs).expect("create the pod log directory");
-    let config = host_network_pod(name, &uid, "default", &logs, &c.pod_cgroup_parent(&uid));
-    let id = cri
-        .run_pod_sandbox(&config, CRI_SHARED_RUNTIME_HANDLER)
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nlog tail:\n{}", c.log_tail(60)));
-    let status = cri.pod_sandbox_status(&id).expect("PodSandboxStatus");
-    assert_eq!(
-        status.state(),
-        api::PodSandboxState::SandboxReady,
-        "{status:?}"
-    );
-    assert_eq!(status.runtime_handler, CRI_SHARED_RUNTIME_HANDLER);
-    (id, config)
+    super::run_pod_with_handler(c, cri, name, CRI_SHARED_RUNTIME_HANDLER)
 }
 
 /// The shim processes of this containerd: in shared mode, only the manager.
