@@ -25,7 +25,7 @@ use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim_protos::shim_async::Task;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use wasmcell_core::{Engine, RunPlan, WasmBinary};
+use wasmcell_core::{Engine, RunPlan, WasmBinary, WorkloadSpec};
 use wasmcell_wasmtime::WasmtimeEngine;
 
 use crate::events::Events;
@@ -142,8 +142,24 @@ impl SharedService {
             )));
         }
         let mounted = mount_rootfs(&bundle, &req)?;
+        let config = bundle.join("config.json");
+        let spec = match Spec::load(&config) {
+            Ok(spec) => spec,
+            Err(e) => {
+                if mounted {
+                    unmount_rootfs(&bundle);
+                }
+                let e = ShimError::Workload(format!(
+                    "container {}: failed to load {}: {e}",
+                    req.id,
+                    config.display()
+                ));
+                tracing::warn!(container = %req.id, namespace = %namespace, error = %e, "create failed");
+                return Err(e);
+            }
+        };
         // Decided with the rootfs in place: the entrypoint is looked at.
-        if runs_as_linux(&bundle) {
+        if crate::linux::is_linux_workload(&spec, &bundle) {
             if mounted {
                 unmount_rootfs(&bundle);
             }
@@ -162,7 +178,7 @@ impl SharedService {
             req.stderr.clone(),
         );
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&engine, &id, &b, &stdin, &stdout, &stderr)
+            prepare(&engine, &id, &spec, &b, &stdin, &stdout, &stderr)
         })
         .await
         .map_err(|e| {
@@ -354,23 +370,22 @@ fn publish_exit(events: &Events, id: &str, pid: u32, exit: Exit) {
     });
 }
 
-/// Read the bundle, resolve its run plan and compile its module (blocking work).
+/// Resolve the bundle's run plan from its `spec` and compile its module (blocking work).
 fn prepare(
     engine: &WasmtimeEngine,
     id: &str,
+    spec: &Spec,
     bundle: &Path,
     stdin: &str,
     stdout: &str,
     stderr: &str,
 ) -> Result<Prepared, ShimError> {
     let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
-    let config = bundle.join("config.json");
-    let spec = Spec::load(&config)
-        .map_err(|e| workload(format!("failed to load {}: {e}", config.display())))?;
-    let plan = RunPlan::from_bundle(bundle).map_err(|e| workload(e.to_string()))?;
+    let workload_spec = WorkloadSpec::from_oci(spec).map_err(|e| workload(e.to_string()))?;
+    let plan = RunPlan::resolve(&workload_spec, bundle).map_err(|e| workload(e.to_string()))?;
     // Guests share the manager's network namespace: they get sockets only when the container
     // asked for the host's network (no network namespace of its own).
-    let plan = if plan.network && !host_network(&spec) {
+    let plan = if plan.network && !host_network(spec) {
         tracing::info!(container = %id, "no sockets: the shared runtime cannot enter a container's own network namespace");
         plan.with_network(false)
     } else {
@@ -391,14 +406,6 @@ fn prepare(
         .map_err(|e| workload(e.to_string()))?;
     let stdio = GuestStdio::open(stdin, stdout, stderr)?;
     Ok(Prepared { plan, wasm, stdio })
-}
-
-/// Whether the bundle's container is a Linux container (an unreadable spec is left to the Wasm
-/// path, which reports it).
-fn runs_as_linux(bundle: &Path) -> bool {
-    Spec::load(bundle.join("config.json"))
-        .map(|spec| crate::linux::is_linux_workload(&spec, bundle))
-        .unwrap_or(false)
 }
 
 /// Run a normal-mode service call (it may block on runc or on an exit) off the executor.
