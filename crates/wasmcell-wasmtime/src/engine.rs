@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
 
@@ -197,16 +197,23 @@ impl EpochTicker {
         let thread = std::thread::Builder::new()
             .name("wasmcell-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                let mut next = std::time::Instant::now() + EPOCH_TICK;
+                while !flag.load(Ordering::Acquire) {
+                    // Parked rather than asleep, so that `stop` wakes it at once: a host that
+                    // drops its engine (a guest process about to exit) does not wait a tick.
+                    std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+                    if Instant::now() >= next {
+                        engine.increment_epoch();
+                        next = Instant::now() + EPOCH_TICK;
+                    }
                 }
             })?;
         Ok(EpochTicker { stop, thread })
     }
 
     fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
         let _ = self.thread.join();
     }
 }
