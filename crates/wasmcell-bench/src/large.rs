@@ -258,6 +258,27 @@ fn start_function(n: u32, message_len: u32) -> Function {
 }
 
 /// Write the module to `dir`, build its image and import it; returns the module's facts.
+/// `large-module FILE [MIB]`: write the generated module (default 10 MiB) to FILE.
+pub(crate) fn write_module(args: &[String]) -> anyhow::Result<()> {
+    let Some(path) = args.first() else {
+        bail!("usage: wasmcell-bench large-module FILE [MIB]");
+    };
+    let mib = match args.get(1) {
+        Some(n) => n
+            .parse::<usize>()
+            .with_context(|| format!("MIB must be a whole number, not {n:?}"))?,
+        None => 10,
+    };
+    let module = generate(mib * 1024 * 1024);
+    std::fs::write(path, &module.bytes).with_context(|| format!("failed to write {path}"))?;
+    eprintln!(
+        "{path}: {} functions, {:.1} MB",
+        module.functions,
+        module.bytes.len() as f64 / 1e6
+    );
+    Ok(())
+}
+
 pub(crate) fn prepare(c: &Containerd, min_mib: usize) -> anyhow::Result<LargeModule> {
     let started = Instant::now();
     let module = generate(min_mib * 1024 * 1024);

@@ -16,6 +16,9 @@
 //! run, default 10), `BENCH_FONT` (TrueType font for the PNG, default Debian's
 //! `fonts-dejavu-core` DejaVuSans).
 //!
+//! `wasmcell-bench large-module FILE [MIB]` only writes the generated large module to FILE (to
+//! profile its start outside containerd, e.g. `perf record wasmcell run FILE`).
+//!
 //! The shims get `WASMCELL_CACHE_DIR` pointing at a temporary directory of the bench's own
 //! (set before containerd starts; containerd passes its environment to the shims), so the
 //! host's cache is neither used nor touched.
@@ -32,6 +35,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("large-module") {
+        return large::write_module(&args[1..]);
+    }
     let cfg = measure::Config::from_env();
     let shim_dir = std::env::current_exe()?
         .parent()

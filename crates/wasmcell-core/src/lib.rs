@@ -7,13 +7,15 @@
 //! 2. [`RunPlan::resolve`] resolves that spec against the filesystem: the entrypoint inside the
 //!    rootfs (symlinks cannot leave it), and one [`Preopen`] per directory the guest may reach.
 //!    [`RunPlan::for_module`] builds a plan for a bare module plus explicit grants instead.
-//! 3. [`WasmBinary::read`] loads the module and tells a core module from a component by its header.
+//! 3. [`WasmBinary::read`] tells a core module from a component by its header and computes the
+//!    module's digest, without keeping its bytes (an engine that finds compiled code needs none).
 //! 4. An [`Engine`] runs the plan with the given [`Stdio`] and returns a [`GuestExit`].
 //!
 //! Nothing is granted by default: the guest sees the rootfs and the bind mounts of the bundle, each
 //! read-only where the bundle says so, and nothing else of the host.
 #![warn(missing_docs)]
 
+mod digest;
 mod engine;
 mod error;
 mod module;

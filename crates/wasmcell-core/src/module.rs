@@ -38,6 +38,12 @@ pub enum ModuleError {
         /// What is wrong with the header.
         what: String,
     },
+    /// The file changed between computing its digest and reading it to compile.
+    #[error("module {path} changed while it was being loaded")]
+    Changed {
+        /// The host path read.
+        path: PathBuf,
+    },
 }
 
 impl ModuleError {
@@ -59,19 +65,32 @@ pub enum ModuleKind {
     Component,
 }
 
-/// A Wasm binary read into memory, with its kind told from its header.
+/// A Wasm binary: its kind, told from its header, and its content digest.
+///
+/// [`WasmBinary::read`] streams the file through the hash once and keeps none of it: a host
+/// that finds the compiled code in a cache never holds the module's bytes. They are read
+/// again by [`WasmBinary::bytes`] only when needed (to compile), and checked against the
+/// digest then. Clones share everything.
 #[derive(Debug, Clone)]
 pub struct WasmBinary {
-    path: PathBuf,
-    kind: ModuleKind,
-    bytes: Arc<[u8]>,
-    digest: Arc<OnceLock<[u8; 32]>>,
+    inner: Arc<Binary>,
 }
 
+#[derive(Debug)]
+struct Binary {
+    path: PathBuf,
+    kind: ModuleKind,
+    digest: OnceLock<[u8; 32]>,
+    bytes: OnceLock<Vec<u8>>,
+}
+
+/// How much of a module is read and hashed at a time (a multiple of BLAKE3's parallel unit).
+const READ_CHUNK: usize = 512 * 1024;
+
 impl WasmBinary {
-    /// Read `path` and check that it is a core module or a component.
+    /// Check that `path` is a core module or a component and compute its digest.
     pub fn read(path: &Path) -> Result<Self, ModuleError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        let read_err = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::NotFound => ModuleError::NotFound {
                 path: path.to_path_buf(),
             },
@@ -79,42 +98,94 @@ impl WasmBinary {
                 path: path.to_path_buf(),
                 source,
             },
-        })?;
-        Self::from_bytes(path, bytes)
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut hasher = blake3::Hasher::new();
+        let mut kind = None;
+        loop {
+            let n = fill(&mut file, &mut buf).map_err(read_err)?;
+            if kind.is_none() {
+                kind = Some(classify(&buf[..n]).map_err(|e| e.into_error(path))?);
+            }
+            crate::digest::update(&mut hasher, &buf[..n]);
+            if n < buf.len() {
+                break;
+            }
+        }
+        let kind = kind.ok_or_else(|| Unfit::NotWasm(describe(&[])).into_error(path))?;
+        Ok(WasmBinary {
+            inner: Arc::new(Binary {
+                path: path.to_path_buf(),
+                kind,
+                digest: OnceLock::from(*hasher.finalize().as_bytes()),
+                bytes: OnceLock::new(),
+            }),
+        })
     }
 
     /// Check in-memory bytes; `path` only names them in errors.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, ModuleError> {
         let kind = classify(&bytes).map_err(|e| e.into_error(path))?;
         Ok(WasmBinary {
-            path: path.to_path_buf(),
-            kind,
-            bytes: bytes.into(),
-            digest: Arc::default(),
+            inner: Arc::new(Binary {
+                path: path.to_path_buf(),
+                kind,
+                digest: OnceLock::new(),
+                bytes: OnceLock::from(bytes),
+            }),
         })
     }
 
     /// Where the binary was read from.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Core module or component.
     pub fn kind(&self) -> ModuleKind {
-        self.kind
+        self.inner.kind
     }
 
-    /// The raw bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The raw bytes, read from [`WasmBinary::path`] on first use unless given to
+    /// [`WasmBinary::from_bytes`]. Fails when the file can no longer be read or no longer has
+    /// the digest it had when it was opened.
+    pub fn bytes(&self) -> Result<&[u8], ModuleError> {
+        if let Some(bytes) = self.inner.bytes.get() {
+            return Ok(bytes);
+        }
+        let path = &self.inner.path;
+        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if crate::digest::blake3(&bytes) != self.digest() {
+            return Err(ModuleError::Changed { path: path.clone() });
+        }
+        Ok(self.inner.bytes.get_or_init(|| bytes))
     }
 
     /// The BLAKE3 digest of the bytes, the module's identity for caches (computed once).
     pub fn digest(&self) -> [u8; 32] {
-        *self
-            .digest
-            .get_or_init(|| *blake3::hash(&self.bytes).as_bytes())
+        *self.inner.digest.get_or_init(|| {
+            crate::digest::blake3(self.inner.bytes.get().map_or(&[][..], Vec::as_slice))
+        })
     }
+}
+
+/// Read until `buf` is full or the file ends; the number of bytes read.
+fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// True when `bytes` start with the Wasm magic `\0asm` (core module or component).

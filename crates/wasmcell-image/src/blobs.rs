@@ -58,7 +58,7 @@ impl ImageSpec {
             .strip_prefix('/')
             .filter(|p| !p.is_empty() && !p.split('/').any(|c| c == ".." || c.is_empty()))
             .ok_or_else(|| ImageError::Entrypoint(self.entrypoint.clone()))?;
-        let layer = layer_tar(Path::new(inside), wasm.bytes())?;
+        let layer = layer_tar(Path::new(inside), wasm.bytes()?)?;
         let layer_digest = sha256(&layer);
 
         let mut config = ConfigBuilder::default().entrypoint(vec![self.entrypoint.clone()]);

@@ -1,13 +1,20 @@
 //! The on-disk precompile cache: Wasmtime's compiled code for a module, keyed by the module's
 //! content digest and the engine's compatibility hash, so a node compiles each module once.
 //!
-//! An entry is two files: `<key>.cwasm`, Wasmtime's serialized code as it is (so it is loaded
-//! by memory-mapping the file: no copy, and its pages are shared by every process that runs the
-//! module), and `<key>.sum`, `WCSUM002` + BLAKE3 of the `.cwasm` (a hash fast enough to check
-//! tens of megabytes on every load). An entry whose checksum does not
-//! match, or that Wasmtime refuses, is deleted and recompiled, never run. Each file is written to
-//! a temporary file and renamed into place (code first, checksum last, so a half-written entry
-//! fails its check); the least recently used entries are evicted past the size bound.
+//! An entry is two files: `<key>.cwasm`, Wasmtime's serialized code as it is (loaded by
+//! memory-mapping the file: no copy, and its pages are shared by every process that runs the
+//! module), and `<key>.sum`: `WCSUM003`, the BLAKE3 hash of the `.cwasm`, and the identity
+//! (device, inode, size, modification and change times) of the `.cwasm` file whose hash was
+//! last checked. The hash is checked whenever the file's identity differs from the one
+//! recorded: any write, truncation, replacement or `touch` of the file through the file system
+//! changes its change time (ctime), which no caller can set, so an entry modified after it was
+//! checked is hashed again, and one verified unchanged is loaded without re-reading tens of
+//! megabytes on every start. A check only vouches for a file last changed at least two
+//! seconds before it, since file systems may keep coarse times. An entry whose hash does not match, or that Wasmtime refuses, is
+//! deleted and recompiled, never run. The file that was checked is the file that is mapped
+//! (one open file, no second lookup by path). Each file is written to a temporary file and
+//! renamed into place (code first, checksum last, so a half-written entry fails its check);
+//! the least recently used entries are evicted past the size bound.
 
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -18,12 +25,17 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmcell_core::ModuleKind;
 
-const MAGIC: &[u8; 8] = b"WCSUM002";
-const SUM_LEN: usize = MAGIC.len() + 32;
+const MAGIC: &[u8; 8] = b"WCSUM003";
+const HASH_LEN: usize = 32;
+const SUM_LEN: usize = MAGIC.len() + HASH_LEN + Stamp::LEN + 8;
+/// A check only vouches for a file whose change time is older than the check by at least
+/// this much: file systems keep coarse times (down to whole seconds), so a write soon after a
+/// check could leave the change time as it was ("racily clean", as git calls it).
+const RACY_NS: i64 = 2_000_000_000;
 const EXTENSION: &str = "cwasm";
 const SUM_EXTENSION: &str = "sum";
 /// Bumped whenever the entry format or key derivation changes.
-const FORMAT_VERSION: &str = "wasmcell-cache-v3";
+const FORMAT_VERSION: &str = "wasmcell-cache-v4";
 /// Default size bound: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Environment variable overriding the cache directory.
@@ -102,13 +114,15 @@ impl CompileCache {
         self.dir.join(format!("{key}.{SUM_EXTENSION}"))
     }
 
-    /// The path of an entry whose code matches its checksum, or None (a bad entry is deleted).
-    pub(crate) fn load(&self, key: &str) -> Option<PathBuf> {
+    /// The open code file of an entry that matches its checksum, or None (a bad entry is
+    /// deleted).
+    pub(crate) fn load(&self, key: &str) -> Option<std::fs::File> {
         let path = self.path(key);
-        let sum = std::fs::read(self.sum_path(key)).ok();
-        let code = path.is_file().then_some(());
-        let sum = match (sum, code) {
-            (Some(sum), Some(())) => sum,
+        let sum_path = self.sum_path(key);
+        let sum = std::fs::read(&sum_path).ok();
+        let file = std::fs::File::open(&path).ok();
+        let (sum, file) = match (sum, file) {
+            (Some(sum), Some(file)) => (sum, file),
             (None, None) => return None,
             _ => {
                 tracing::warn!(entry = %path.display(), "discarding half-written cache entry");
@@ -116,25 +130,40 @@ impl CompileCache {
                 return None;
             }
         };
-        // Hashed through a memory map of the file: no copy, and the same page-cache pages the
-        // engine maps next.
-        let mut hasher = blake3::Hasher::new();
-        let hashed = hasher.update_mmap(&path).is_ok();
-        let valid = hashed
-            && sum.len() == SUM_LEN
-            && &sum[..MAGIC.len()] == MAGIC
-            && hasher.finalize().as_bytes().as_slice() == &sum[MAGIC.len()..];
-        if !valid {
-            tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
+        let stamp = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| Stamp::of(&m));
+        let record = Record::parse(&sum);
+        let (Some(stamp), Some(record)) = (stamp, record) else {
+            tracing::warn!(entry = %path.display(), "discarding unreadable cache entry");
             self.discard(key);
             return None;
+        };
+        if !record.vouches_for(&stamp) {
+            // Not the file version checked last time: hash it.
+            if hash_file(&file).as_ref() != Some(&record.hash) {
+                tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
+                self.discard(key);
+                return None;
+            }
+            let checked = Record {
+                hash: record.hash,
+                stamp,
+                checked_at_ns: now_ns(),
+            };
+            // Failing to record the check only means hashing again next time.
+            let _ = self.write_atomically(&sum_path, &checked.to_bytes());
+        } else {
+            // Mark as recently used for eviction (on the checksum file: the code file's times
+            // are part of its identity); failing to do so only ages the entry.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&sum_path)
+                .and_then(|f| f.set_modified(SystemTime::now()));
         }
-        // Mark as recently used for eviction; failing to do so only ages the entry.
-        let _ = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
-        Some(path)
+        Some(file)
     }
 
     /// Remove an entry (e.g. one Wasmtime refused to load).
@@ -146,11 +175,17 @@ impl CompileCache {
     /// Store an entry atomically, then evict past the size bound.
     pub(crate) fn store(&self, key: &str, code: &[u8]) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut sum = Vec::with_capacity(SUM_LEN);
-        sum.extend_from_slice(MAGIC);
-        sum.extend_from_slice(blake3::hash(code).as_bytes());
-        self.write_atomically(&self.path(key), code)?;
-        self.write_atomically(&self.sum_path(key), &sum)?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_rayon(code);
+        let path = self.path(key);
+        self.write_atomically(&path, code)?;
+        // The stamp of the file just written: its bytes are `code`, hashed above.
+        let record = Record {
+            hash: *hasher.finalize().as_bytes(),
+            stamp: Stamp::of(&std::fs::metadata(&path)?),
+            checked_at_ns: now_ns(),
+        };
+        self.write_atomically(&self.sum_path(key), &record.to_bytes())?;
         self.prune(self.max_bytes)?;
         Ok(())
     }
@@ -191,11 +226,17 @@ impl CompileCache {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let sum_size = std::fs::metadata(self.sum_path(&key)).map_or(0, |m| m.len());
+            // A load marks the checksum file, so its time is the last use.
+            let sum = std::fs::metadata(self.sum_path(&key)).ok();
+            let last_used = sum
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .or_else(|| meta.modified().ok())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push(CacheEntry {
                 key,
-                size: meta.len() + sum_size,
-                last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                size: meta.len() + sum.map_or(0, |m| m.len()),
+                last_used,
             });
         }
         entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
@@ -226,6 +267,118 @@ impl CompileCache {
     }
 }
 
+/// A `.sum` file: the hash of the code, the identity of the code file it was last checked on,
+/// and when (wall clock, nanoseconds since the epoch).
+struct Record {
+    hash: [u8; HASH_LEN],
+    stamp: Stamp,
+    checked_at_ns: i64,
+}
+
+impl Record {
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != SUM_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            return None;
+        }
+        let (hash, rest) = bytes[MAGIC.len()..].split_at(HASH_LEN);
+        let (stamp, checked_at) = rest.split_at(Stamp::LEN);
+        Some(Record {
+            hash: hash.try_into().ok()?,
+            stamp: Stamp::parse(stamp)?,
+            checked_at_ns: i64::from_le_bytes(checked_at.try_into().ok()?),
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SUM_LEN);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.stamp.to_bytes());
+        out.extend_from_slice(&self.checked_at_ns.to_le_bytes());
+        out
+    }
+
+    /// Whether the check recorded here covers the file as it is now (`stamp`): the same file,
+    /// unchanged since, and checked well after its last change.
+    fn vouches_for(&self, stamp: &Stamp) -> bool {
+        self.stamp == *stamp && stamp.ctime_ns.saturating_add(RACY_NS) < self.checked_at_ns
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Which version of a file was checked: any change to it through the file system changes at
+/// least its change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl Stamp {
+    const LEN: usize = 5 * 8;
+
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        let fields = [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime_ns as u64,
+            self.ctime_ns as u64,
+        ];
+        for (chunk, v) in out.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let mut fields = bytes
+            .chunks_exact(8)
+            .map(|c| c.try_into().map(u64::from_le_bytes));
+        let mut next = || fields.next()?.ok();
+        Some(Stamp {
+            dev: next()?,
+            ino: next()?,
+            size: next()?,
+            mtime_ns: next()? as i64,
+            ctime_ns: next()? as i64,
+        })
+    }
+}
+
+/// BLAKE3 of an open file (read from its start, left at its start), or None if it cannot be read. Only run when
+/// the file differs from the one last checked, so read rather than mapped: a file truncated
+/// meanwhile yields a short read, never a fault.
+fn hash_file(mut file: &std::fs::File) -> Option<[u8; HASH_LEN]> {
+    use std::io::Seek;
+    file.rewind().ok()?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).ok()?;
+    file.rewind().ok()?;
+    Some(*hasher.finalize().as_bytes())
+}
+
 struct ShaHasher(Sha256);
 
 impl Hasher for ShaHasher {
@@ -248,24 +401,104 @@ mod tests {
 
     #[test]
     fn stores_loads_and_rejects_corrupt_entries() {
+        use std::io::Read;
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
         cache.store("k1", b"payload").expect("store");
-        let path = cache.load("k1").expect("stored entry loads");
-        assert_eq!(std::fs::read(&path).expect("read"), b"payload");
+        let mut loaded = String::new();
+        cache
+            .load("k1")
+            .expect("stored entry loads")
+            .read_to_string(&mut loaded)
+            .expect("read");
+        assert_eq!(loaded, "payload");
 
+        let path = cache.path("k1");
         let mut bytes = std::fs::read(&path).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).expect("write");
-        assert_eq!(cache.load("k1"), None, "a corrupt entry must not load");
+        assert!(cache.load("k1").is_none(), "a corrupt entry must not load");
         assert!(!path.exists(), "a corrupt entry is deleted");
         assert!(!cache.sum_path("k1").exists(), "with its checksum");
 
         // Code without a checksum (a write cut short) is not trusted.
         std::fs::write(cache.path("k2"), b"code").expect("write");
-        assert_eq!(cache.load("k2"), None);
+        assert!(cache.load("k2").is_none());
         assert!(!cache.path("k2").exists());
+    }
+
+    #[test]
+    fn a_file_changed_after_its_check_is_hashed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+        cache.store("k", b"original").expect("store");
+        assert!(cache.load("k").is_some());
+
+        // Same size, and the modification time put back as it was: only the change time,
+        // which no caller can set, tells the new bytes from the checked ones.
+        let path = cache.path("k");
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&path, b"tampered").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("set mtime");
+        assert!(cache.load("k").is_none(), "changed bytes must not load");
+        assert!(!path.exists(), "and are deleted");
+    }
+
+    #[test]
+    fn an_entry_checked_by_hash_records_the_file_it_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+        cache.store("k", b"code").expect("store");
+        // A checksum file without a recorded identity (as copied from another machine).
+        let mut sum = std::fs::read(cache.sum_path("k")).expect("sum");
+        let recorded = MAGIC.len() + HASH_LEN;
+        sum[recorded..].fill(0);
+        let before = now_ns();
+        std::fs::write(cache.sum_path("k"), &sum).expect("write");
+
+        assert!(cache.load("k").is_some(), "a matching hash loads");
+        let sum = std::fs::read(cache.sum_path("k")).expect("sum");
+        let record = Record::parse(&sum).expect("record");
+        let meta = std::fs::metadata(cache.path("k")).expect("meta");
+        assert_eq!(
+            record.stamp,
+            Stamp::of(&meta),
+            "the checked file is recorded"
+        );
+        assert!(record.checked_at_ns >= before, "with the time of the check");
+    }
+
+    #[test]
+    fn a_check_vouches_only_for_a_file_changed_well_before_it() {
+        let stamp = Stamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 10 * RACY_NS,
+            ctime_ns: 10 * RACY_NS,
+        };
+        let checked = |at: i64| Record {
+            hash: [0; HASH_LEN],
+            stamp,
+            checked_at_ns: at,
+        };
+        assert!(checked(12 * RACY_NS).vouches_for(&stamp));
+        assert!(
+            !checked(10 * RACY_NS + 1).vouches_for(&stamp),
+            "a change in the same coarse tick as the check could go unseen"
+        );
+        let other = Stamp {
+            ctime_ns: stamp.ctime_ns + 1,
+            ..stamp
+        };
+        assert!(!checked(12 * RACY_NS).vouches_for(&other));
     }
 
     #[test]

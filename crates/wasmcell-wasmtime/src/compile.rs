@@ -134,10 +134,14 @@ fn fresh(engine: &wasmtime::Engine, wasm: &WasmBinary) -> Result<Compiled, Engin
         module: wasm.path().display().to_string(),
         reason: format!("{e:#}"),
     };
+    let bytes = wasm.bytes().map_err(|e| EngineError::Compile {
+        module: wasm.path().display().to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(match wasm.kind() {
-        ModuleKind::Core => Compiled::Core(Module::new(engine, wasm.bytes()).map_err(compile_err)?),
+        ModuleKind::Core => Compiled::Core(Module::new(engine, bytes).map_err(compile_err)?),
         ModuleKind::Component => {
-            Compiled::Component(Component::new(engine, wasm.bytes()).map_err(compile_err)?)
+            Compiled::Component(Component::new(engine, bytes).map_err(compile_err)?)
         }
     })
 }
@@ -149,8 +153,8 @@ fn cached(
     digest: &[u8; 32],
 ) -> Result<Compiled, EngineError> {
     let key = CompileCache::key(engine, wasm.kind(), digest);
-    if let Some(path) = cache.load(&key) {
-        match deserialize(engine, wasm.kind(), &path) {
+    if let Some(file) = cache.load(&key) {
+        match deserialize(engine, wasm.kind(), file) {
             Ok(c) => {
                 tracing::debug!(module = %wasm.path().display(), %key, "compiled code from cache");
                 return Ok(c);
@@ -181,19 +185,25 @@ fn cached(
 fn deserialize(
     engine: &wasmtime::Engine,
     kind: ModuleKind,
-    path: &std::path::Path,
+    file: std::fs::File,
 ) -> wasmtime::Result<Compiled> {
     // SAFETY: the file was produced by `serialize` of an engine with the same compatibility
     // hash (it is part of the key) and written by this library into a root-owned cache
-    // directory, and `CompileCache::load` has just verified its checksum; entries are
-    // replaced by rename, never rewritten in place, so the mapped file does not change under
-    // the module. Wasmtime also checks its own header and version.
+    // directory, and `CompileCache::load` has checked this very open file against its
+    // checksum; entries are replaced by rename, never rewritten in place, so the mapped file
+    // does not change under the module. Wasmtime also checks its own header and version.
     #[allow(unsafe_code)]
     let compiled = unsafe {
         match kind {
-            ModuleKind::Core => Compiled::Core(Module::deserialize_file(engine, path)?),
+            ModuleKind::Core => Compiled::Core(Module::deserialize_open_file(engine, file)?),
+            // Wasmtime 48 has no `Component::deserialize_open_file`: reopen the same open file
+            // through its descriptor link, so that the file checked is the file mapped.
             ModuleKind::Component => {
-                Compiled::Component(Component::deserialize_file(engine, path)?)
+                use std::os::fd::AsRawFd;
+                let same_file = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let component = Component::deserialize_file(engine, &same_file);
+                drop(file);
+                Compiled::Component(component?)
             }
         }
     };

@@ -29,18 +29,19 @@ fn compiles_once_and_reuses_the_entry_across_engines() {
         let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
         assert_eq!(run_hello(&cache, module), GuestExit::Exited(0));
         let entry = only_entry(&cache);
-        let first = std::fs::read(&entry).expect("entry");
+        // Entries are written by rename: a recompiled entry is a new file.
+        let inode = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p).expect("entry").ino()
+        };
+        let first = inode(&entry);
         assert_eq!(run_hello(&cache, module), GuestExit::Exited(0));
         assert_eq!(
             only_entry(&cache),
             entry,
             "the key is stable across engines"
         );
-        assert_eq!(
-            std::fs::read(&entry).expect("entry"),
-            first,
-            "not recompiled"
-        );
+        assert_eq!(inode(&entry), first, "{module}: loaded, not recompiled");
     }
 }
 
@@ -66,8 +67,9 @@ fn corrupt_and_stale_entries_are_recompiled() {
 
     // A well-formed entry whose code Wasmtime refuses (e.g. from another engine build).
     let stale = b"not wasmtime code".to_vec();
-    let mut sum = b"WCSUM002".to_vec();
+    let mut sum = b"WCSUM003".to_vec();
     sum.extend_from_slice(blake3::hash(&stale).as_bytes());
+    sum.extend_from_slice(&[0u8; 48]); // no check recorded: hashed on load
     std::fs::write(&entry, &stale).expect("write");
     std::fs::write(entry.with_extension("sum"), &sum).expect("write");
     assert_eq!(run_hello(&cache, guests::HELLO_P1), GuestExit::Exited(0));
