@@ -1,6 +1,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::layer::header;
 use crate::Image;
 
 /// Why an image could not be built or written.
@@ -12,6 +13,11 @@ pub enum ImageError {
     /// The entrypoint is not an absolute path inside the image.
     #[error("invalid entrypoint {0:?}: must be an absolute path such as /app.wasm")]
     Entrypoint(String),
+    /// A layer entry's path is empty or has an empty, `.` or `..` component.
+    #[error(
+        "invalid path {0:?} for an image entry: must be a path inside the image such as /bin/app"
+    )]
+    EntryPath(String),
     /// The layer tar could not be assembled.
     #[error("failed to build the image layer: {0}")]
     Layer(std::io::Error),
@@ -57,13 +63,13 @@ impl Image {
         for (name, bytes) in entries {
             if name.starts_with("blobs/") && !dirs_done {
                 for dir in ["blobs", "blobs/sha256"] {
-                    let mut h = header(tar::EntryType::Directory, 0);
+                    let mut h = header(tar::EntryType::Directory, 0o755, 0);
                     tar.append_data(&mut h, dir, std::io::empty())
                         .map_err(werr)?;
                 }
                 dirs_done = true;
             }
-            let mut h = header(tar::EntryType::Regular, bytes.len() as u64);
+            let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
             tar.append_data(&mut h, &name, bytes.as_slice())
                 .map_err(werr)?;
         }
@@ -103,19 +109,6 @@ impl Image {
 
 fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
-}
-
-fn header(kind: tar::EntryType, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory {
-        0o755
-    } else {
-        0o644
-    });
-    h.set_size(size);
-    h.set_mtime(0);
-    h
 }
 
 #[cfg(test)]

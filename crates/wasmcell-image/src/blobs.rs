@@ -1,5 +1,5 @@
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
@@ -9,11 +9,12 @@ use sha2::{Digest as _, Sha256};
 use wasmcell_core::WasmBinary;
 
 use crate::archive::ImageError;
+use crate::layer::{inside, layer_tar, LayerEntry};
 
 /// crun's annotation: run the entrypoint as Wasm only when it ends in `.wasm`/`.wat`.
 const WASM_VARIANT: (&str, &str) = ("module.wasm.image/variant", "compat-smart");
 
-/// What to put in the image.
+/// What to put in a Wasm image: one module, run as the entrypoint.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
     /// The module or component to package.
@@ -26,6 +27,33 @@ pub struct ImageSpec {
     pub args: Vec<String>,
     /// Environment variables, `KEY=VALUE`.
     pub env: Vec<String>,
+}
+
+/// What to put in an image made of files: one layer of entries, and the config to run it.
+///
+/// For Wasm modules [`ImageSpec`] is the short way; this is for any other content (e.g. a Linux
+/// image of a static binary: `os` `linux`, `architecture` `amd64`).
+#[derive(Debug, Clone)]
+pub struct FilesSpec {
+    /// Image reference, e.g. `docker.io/library/hello:latest` (see [`crate::normalize_reference`]).
+    pub reference: String,
+    /// The platform's OS (config `os`), e.g. `wasi` or `linux`.
+    pub os: String,
+    /// The platform's architecture (config `architecture`), e.g. `wasm` or `amd64`.
+    pub architecture: String,
+    /// The config's `Entrypoint`; left out when empty.
+    pub entrypoint: Vec<String>,
+    /// The config's `Cmd` (default arguments); left out when empty.
+    pub cmd: Vec<String>,
+    /// The config's `Env`, `KEY=VALUE`; left out when empty.
+    pub env: Vec<String>,
+    /// The config's `WorkingDir`.
+    pub working_dir: Option<String>,
+    /// The manifest's annotations; left out when empty. With two or more, their order in the
+    /// manifest (and so its digest) may differ from one build to the next.
+    pub annotations: BTreeMap<String, String>,
+    /// The layer's entries, in order.
+    pub entries: Vec<LayerEntry>,
 }
 
 /// A built image: its blobs by digest, and the descriptor of its manifest.
@@ -50,27 +78,67 @@ impl ImageSpec {
         }
     }
 
-    /// Read the module (checking that it is Wasm) and build the image's blobs.
+    /// Read the module (checking that it is Wasm) and build the image's blobs: a [`FilesSpec`]
+    /// for `wasi/wasm` holding the module alone (mode 0755) at its entrypoint, annotated
+    /// `module.wasm.image/variant=compat-smart`.
     pub fn build(&self) -> Result<Image, ImageError> {
         let wasm = WasmBinary::read(&self.module)?;
-        let inside = self
-            .entrypoint
-            .strip_prefix('/')
-            .filter(|p| !p.is_empty() && !p.split('/').any(|c| c == ".." || c.is_empty()))
-            .ok_or_else(|| ImageError::Entrypoint(self.entrypoint.clone()))?;
-        let layer = layer_tar(Path::new(inside), wasm.bytes()?)?;
+        if !self.entrypoint.starts_with('/') || inside(&self.entrypoint).is_none() {
+            return Err(ImageError::Entrypoint(self.entrypoint.clone()));
+        }
+        let mut files = FilesSpec::new(&self.reference);
+        files.entrypoint = vec![self.entrypoint.clone()];
+        files.cmd = self.args.clone();
+        files.env = self.env.clone();
+        files
+            .annotations
+            .insert(WASM_VARIANT.0.into(), WASM_VARIANT.1.into());
+        files.entries = vec![LayerEntry::File {
+            path: self.entrypoint.clone(),
+            bytes: wasm.bytes()?.to_vec(),
+            mode: 0o755,
+        }];
+        files.build()
+    }
+}
+
+impl FilesSpec {
+    /// An empty `wasi/wasm` image tagged `reference`: no entries, no entrypoint.
+    pub fn new(reference: impl Into<String>) -> Self {
+        FilesSpec {
+            reference: reference.into(),
+            os: "wasi".into(),
+            architecture: "wasm".into(),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            annotations: BTreeMap::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Build the image's blobs: the layer, the config and the manifest.
+    pub fn build(&self) -> Result<Image, ImageError> {
+        let layer = layer_tar(&self.entries)?;
         let layer_digest = sha256(&layer);
 
-        let mut config = ConfigBuilder::default().entrypoint(vec![self.entrypoint.clone()]);
-        if !self.args.is_empty() {
-            config = config.cmd(self.args.clone());
+        let mut config = ConfigBuilder::default();
+        if !self.entrypoint.is_empty() {
+            config = config.entrypoint(self.entrypoint.clone());
+        }
+        if !self.cmd.is_empty() {
+            config = config.cmd(self.cmd.clone());
         }
         if !self.env.is_empty() {
             config = config.env(self.env.clone());
         }
+        if let Some(dir) = &self.working_dir {
+            config = config.working_dir(dir.clone());
+        }
         let config = ImageConfigurationBuilder::default()
-            .architecture(Arch::Wasm)
-            .os(Os::Other("wasi".into()))
+            .architecture(Arch::from(self.architecture.as_str()))
+            .os(Os::from(self.os.as_str()))
             .config(config.build()?)
             .rootfs(
                 RootFsBuilder::default()
@@ -82,7 +150,7 @@ impl ImageSpec {
         let config = serde_json::to_vec(&config)?;
         let config_digest = sha256(&config);
 
-        let manifest = ImageManifestBuilder::default()
+        let mut manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
             .config(descriptor(MediaType::ImageConfig, &config, &config_digest)?)
@@ -90,13 +158,12 @@ impl ImageSpec {
                 MediaType::ImageLayer,
                 &layer,
                 &layer_digest,
-            )?])
-            .annotations(HashMap::from([(
-                WASM_VARIANT.0.to_string(),
-                WASM_VARIANT.1.to_string(),
-            )]))
-            .build()?;
-        let manifest = serde_json::to_vec(&manifest)?;
+            )?]);
+        if !self.annotations.is_empty() {
+            let annotations: HashMap<_, _> = self.annotations.clone().into_iter().collect();
+            manifest = manifest.annotations(annotations);
+        }
+        let manifest = serde_json::to_vec(&manifest.build()?)?;
         let manifest_digest = sha256(&manifest);
 
         let mut annotations = HashMap::from([(
@@ -167,30 +234,67 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// A reproducible tar holding one file (mode 0755, owned by root, mtime 0) and its parent dirs.
-fn layer_tar(inside: &Path, bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut parents: Vec<&Path> = inside
-        .ancestors()
-        .skip(1)
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect();
-    parents.reverse();
-    for dir in parents {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, dir, std::io::empty())
-            .map_err(ImageError::Layer)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn blob_json(image: &Image, digest: &str) -> Value {
+        serde_json::from_slice(&image.blobs[digest]).expect("blob is json")
     }
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o755);
-    h.set_size(bytes.len() as u64);
-    h.set_mtime(0);
-    tar.append_data(&mut h, inside, bytes)
-        .map_err(ImageError::Layer)?;
-    tar.into_inner().map_err(ImageError::Layer)
+
+    #[test]
+    fn files_spec_sets_platform_config_and_annotations() {
+        let mut spec = FilesSpec::new("docker.io/library/t:1");
+        spec.os = "linux".into();
+        spec.architecture = "amd64".into();
+        spec.entrypoint = vec!["/bin/sh".into()];
+        spec.cmd = vec!["-c".into(), "true".into()];
+        spec.env = vec!["PATH=/bin".into()];
+        spec.working_dir = Some("/".into());
+        spec.annotations.insert("a".into(), "1".into());
+        spec.entries = vec![LayerEntry::Symlink {
+            path: "/bin/sh".into(),
+            target: "busybox".into(),
+        }];
+        let image = spec.build().expect("build");
+
+        let config = blob_json(&image, &image.config_digest);
+        assert_eq!(
+            (&config["os"], &config["architecture"]),
+            (&json!("linux"), &json!("amd64"))
+        );
+        assert_eq!(
+            config["config"],
+            json!({
+                "Entrypoint": ["/bin/sh"],
+                "Cmd": ["-c", "true"],
+                "Env": ["PATH=/bin"],
+                "WorkingDir": "/",
+            })
+        );
+        assert_eq!(config["rootfs"]["diff_ids"], json!([image.layer_digest]));
+        let manifest = blob_json(&image, &image.manifest_digest());
+        assert_eq!(manifest["annotations"], json!({ "a": "1" }));
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        for (digest, blob) in &image.blobs {
+            assert_eq!(&sha256(blob), digest);
+        }
+    }
+
+    #[test]
+    fn an_empty_files_spec_leaves_out_config_and_annotations() {
+        let image = FilesSpec::new("x").build().expect("build");
+        let config = blob_json(&image, &image.config_digest);
+        assert_eq!(
+            (&config["os"], &config["architecture"]),
+            (&json!("wasi"), &json!("wasm"))
+        );
+        assert_eq!(config["config"], json!({}));
+        let manifest = blob_json(&image, &image.manifest_digest());
+        assert_eq!(manifest.get("annotations"), None);
+    }
 }

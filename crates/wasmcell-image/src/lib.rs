@@ -2,15 +2,21 @@
 //! can import: one ordinary tar layer holding the module, the entrypoint set to it, platform
 //! `wasi/wasm`.
 //!
-//! [`ImageSpec::build`] makes the blobs; [`Image::write_archive`] writes them as one tar holding
-//! both an OCI image layout (`index.json`, for `ctr images import`) and a Docker `manifest.json`
-//! (for `docker load` / `podman load`); [`Image::write_layout`] writes an OCI layout directory.
+//! [`ImageSpec::build`] makes the blobs of such an image. It builds on [`FilesSpec`], the
+//! general form: one layer of [`LayerEntry`]s (files, directories, symbolic links) and a config
+//! (platform, entrypoint, cmd, env, working directory) with manifest annotations.
+//!
+//! [`Image::write_archive`] writes the blobs as one tar holding both an OCI image layout
+//! (`index.json`, for `ctr images import`) and a Docker `manifest.json` (for `docker load` /
+//! `podman load`); [`Image::write_layout`] writes an OCI layout directory.
 #![warn(missing_docs)]
 
 mod archive;
 mod blobs;
+mod layer;
 mod reference;
 
 pub use archive::ImageError;
-pub use blobs::{Image, ImageSpec};
+pub use blobs::{FilesSpec, Image, ImageSpec};
+pub use layer::LayerEntry;
 pub use reference::normalize_reference;

@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmcell_testing::{
-    mounts_under, pids_with_cmdline_containing, require_root, Containerd, CRI_NAMESPACE,
-    PAUSE_IMAGE,
+    mounts_under, pids_with_cmdline_containing, require_root, Containerd, ImageBuilder,
+    CRI_NAMESPACE, PAUSE_IMAGE,
 };
 
 const IMAGE: &str = "docker.io/library/harness-test:latest";
@@ -392,87 +391,12 @@ fn copy_with_libraries(binary: &Path, rootfs: &Path) {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) {
-    let mut header = tar::Header::new_ustar();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(mode);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    builder
-        .append_data(&mut header, path, bytes)
-        .expect("append to tar");
-}
-
-/// A minimal OCI image archive (`ctr images import` format): one layer holding `app.wasm`.
+/// A minimal Wasm image archive: one layer holding `app.wasm`, the entrypoint.
 fn write_wasm_oci_archive(path: &Path) {
-    let mut layer = tar::Builder::new(Vec::new());
-    append_file(&mut layer, "app.wasm", b"\0asm\x01\0\0\0", 0o755);
-    let layer = layer.into_inner().expect("finish layer tar");
-    let layer_digest = sha256_hex(&layer);
-
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "wasm",
-        "os": "wasi",
-        "config": { "Entrypoint": ["/app.wasm"] },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
-    }))
-    .expect("serialize config");
-    let config_digest = sha256_hex(&config);
-
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("sha256:{config_digest}"),
-            "size": config.len(),
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": format!("sha256:{layer_digest}"),
-            "size": layer.len(),
-        }],
-    }))
-    .expect("serialize manifest");
-    let manifest_digest = sha256_hex(&manifest);
-
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_digest}"),
-            "size": manifest.len(),
-            "annotations": {
-                "io.containerd.image.name": IMAGE,
-                "org.opencontainers.image.ref.name": "latest",
-            },
-        }],
-    }))
-    .expect("serialize index");
-
-    let mut archive = tar::Builder::new(Vec::new());
-    append_file(
-        &mut archive,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-        0o644,
-    );
-    append_file(&mut archive, "index.json", &index, 0o644);
-    for (digest, blob) in [
-        (&layer_digest, &layer),
-        (&config_digest, &config),
-        (&manifest_digest, &manifest),
-    ] {
-        append_file(&mut archive, &format!("blobs/sha256/{digest}"), blob, 0o644);
-    }
-    let archive = archive.into_inner().expect("finish archive tar");
-    fs::write(path, archive).expect("write archive");
+    ImageBuilder::new(IMAGE)
+        .platform("wasi", "wasm")
+        .file("/app.wasm", b"\0asm\x01\0\0\0".to_vec(), 0o755)
+        .entrypoint(["/app.wasm"])
+        .write_archive(path)
+        .expect("write archive");
 }
