@@ -1,8 +1,9 @@
 //! Density: N sleeping containers started at once, then the memory they hold.
 //!
 //! For each runtime and N: `ctr run -d` of N sleeping guests over `concurrency` workers (start
-//! throughput and the p50/p99 of each `ctr run`), then the RSS of the runtime's processes (all
-//! shims and their children, or the one manager) divided by N, and containerd's own RSS.
+//! throughput and the p50/p99 of each `ctr run`), then the RSS and PSS of the runtime's
+//! processes (all shims and their children, or the one manager) divided by N, and containerd's
+//! own RSS.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use wasmcell_testing::Containerd;
 
-use crate::measure::{cmdline, percentile, rss_bytes, with_descendants};
+use crate::measure::{cmdline, percentile, resident, with_descendants, Resident};
 use crate::runtimes::Runtime;
 
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub(crate) struct DensityRow {
     tasks_per_s: f64,
     p50: Duration,
     p99: Duration,
-    rss_per_container: u64,
+    per_container: Resident,
     containerd_rss: u64,
 }
 
@@ -80,8 +81,8 @@ pub(crate) fn density(
         .into_iter()
         .filter(|p| rt.owns(&cmdline(*p)))
         .collect();
-    let total: u64 = with_descendants(&procs).iter().map(|p| rss_bytes(*p)).sum();
-    let containerd_rss = c.pid().map(rss_bytes).unwrap_or(0);
+    let total: Resident = with_descendants(&procs).iter().map(|p| resident(*p)).sum();
+    let containerd_rss = c.pid().map_or(0, |p| resident(p).rss);
     remove_all(c, n, concurrency);
     if let Some(e) = failure {
         return Err(e);
@@ -93,7 +94,7 @@ pub(crate) fn density(
         tasks_per_s: n as f64 / elapsed.as_secs_f64(),
         p50: percentile(&samples, 50),
         p99: percentile(&samples, 99),
-        rss_per_container: total / n as u64,
+        per_container: total / n as u64,
         containerd_rss,
     })
 }
@@ -128,19 +129,20 @@ pub(crate) fn markdown(rows: &[DensityRow], concurrency: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "| runtime | containers | start tasks/s | p50 ms | p99 ms | runtime RSS per container | containerd RSS |"
+        "| runtime | containers | start tasks/s | p50 ms | p99 ms | runtime RSS per container | runtime PSS per container | containerd RSS |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} MB | {:.0} MB |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} MB | {:.2} MB | {:.0} MB |",
             r.name,
             r.n,
             r.tasks_per_s,
             r.p50.as_secs_f64() * 1000.0,
             r.p99.as_secs_f64() * 1000.0,
-            r.rss_per_container as f64 / 1e6,
+            r.per_container.rss as f64 / 1e6,
+            r.per_container.pss as f64 / 1e6,
             r.containerd_rss as f64 / 1e6
         );
     }

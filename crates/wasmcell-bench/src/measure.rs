@@ -56,7 +56,7 @@ struct Row {
     p50: Duration,
     p99: Duration,
     tasks_per_s: f64,
-    rss_per_container: u64,
+    per_container: Resident,
 }
 
 #[derive(Debug)]
@@ -75,14 +75,14 @@ pub(crate) fn run_all(
         eprintln!("== {}", rt.name);
         let samples = latency(c, rt, cfg.runs)?;
         let tasks_per_s = throughput(c, rt, cfg.tasks, cfg.concurrency)?;
-        let rss = memory(c, rt, cfg.idle)?;
+        let per_container = memory(c, rt, cfg.idle)?;
         rows.push(Row {
             name: rt.name.clone(),
             min: samples[0],
             p50: percentile(&samples, 50),
             p99: percentile(&samples, 99),
             tasks_per_s,
-            rss_per_container: rss,
+            per_container,
         });
     }
     Ok(Report {
@@ -167,8 +167,8 @@ fn throughput(
     Ok(tasks as f64 / start.elapsed().as_secs_f64())
 }
 
-/// RSS of the runtime's shim processes and all their descendants, per sleeping container.
-fn memory(c: &Containerd, rt: &Runtime, idle: usize) -> anyhow::Result<u64> {
+/// Memory of the runtime's shim processes and all their descendants, per sleeping container.
+fn memory(c: &Containerd, rt: &Runtime, idle: usize) -> anyhow::Result<Resident> {
     for i in 0..idle {
         let mut args: Vec<&str> = vec!["run", "-d"];
         args.extend(rt.run_args.iter().map(String::as_str));
@@ -186,7 +186,7 @@ fn memory(c: &Containerd, rt: &Runtime, idle: usize) -> anyhow::Result<u64> {
         .into_iter()
         .filter(|p| rt.owns(&cmdline(*p)))
         .collect();
-    let total: u64 = with_descendants(&shims).iter().map(|p| rss_bytes(*p)).sum();
+    let total: Resident = with_descendants(&shims).iter().map(|p| resident(*p)).sum();
     for i in 0..idle {
         let id = format!("idle-{i}");
         let _ = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
@@ -239,20 +239,50 @@ pub(crate) fn with_descendants(roots: &[u32]) -> HashSet<u32> {
     }
 }
 
-pub(crate) fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| {
-                    v.split_whitespace()
-                        .next()
-                        .and_then(|n| n.parse::<u64>().ok())
-                })
+/// Resident memory of a process: RSS counts every page it maps in full (the shim binary's
+/// code in each process again), PSS divides each page among the processes that map it (what
+/// the node pays: N containers sharing one binary's code pay for it once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Resident {
+    pub(crate) rss: u64,
+    pub(crate) pss: u64,
+}
+
+impl std::iter::Sum for Resident {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Resident::default(), |a, b| Resident {
+            rss: a.rss + b.rss,
+            pss: a.pss + b.pss,
         })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    }
+}
+
+impl std::ops::Div<u64> for Resident {
+    type Output = Resident;
+
+    fn div(self, n: u64) -> Resident {
+        let n = n.max(1);
+        Resident {
+            rss: self.rss / n,
+            pss: self.pss / n,
+        }
+    }
+}
+
+/// [`Resident`] memory of `pid` from `/proc/PID/smaps_rollup` (zero for a process gone).
+pub(crate) fn resident(pid: u32) -> Resident {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Resident {
+        rss: field("Rss:"),
+        pss: field("Pss:"),
+    }
 }
 
 impl Report {
@@ -277,9 +307,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| runtime | min ms | p50 ms | p99 ms | p50 vs runc | p50 vs peer | `ctr run` tasks/s | tasks/s vs peer | RSS per container |"
+            "| runtime | min ms | p50 ms | p99 ms | p50 vs runc | p50 vs peer | `ctr run` tasks/s | tasks/s vs peer | RSS per container | PSS per container |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let vs = |b: Option<&Row>| {
                 b.map(|b| format!("{:.2}x", r.p50.as_secs_f64() / b.p50.as_secs_f64()))
@@ -290,7 +320,7 @@ impl Report {
                 .unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} MB |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} MB | {:.1} MB |",
                 r.name,
                 ms(r.min),
                 ms(r.p50),
@@ -299,7 +329,8 @@ impl Report {
                 vs(peer),
                 r.tasks_per_s,
                 tp_vs,
-                r.rss_per_container as f64 / 1e6
+                r.per_container.rss as f64 / 1e6,
+                r.per_container.pss as f64 / 1e6
             );
         }
         out
