@@ -245,6 +245,9 @@ fn task_methods(
 
 /// Logs go to the `log` FIFO containerd reads in the bundle directory (never blocking the shim:
 /// when containerd is not reading, lines are dropped); the manager logs to its stderr, a file.
+/// At debug level the start path's spans (`create` > `rootfs`, `spec`, `spawn_guest`, `cgroup`,
+/// `prepare`; `start`) log their duration when they close (`time.busy`, `time.idle`), and the
+/// guest process's own steps come with `guest prepared`.
 fn init_logging(debug: bool, manager: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -256,6 +259,7 @@ fn init_logging(debug: bool, manager: bool) {
         .open("log");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false);
     let _ = match log {
         Ok(file) if !manager => builder.with_writer(Arc::new(file)).try_init(),

@@ -82,6 +82,7 @@ impl Instance {
     /// Spawn the guest process, place it in the container's cgroup and wait until it has
     /// prepared the workload. A workload error ends the process and is returned.
     pub(crate) fn create(req: CreateRequest, spec: &Spec) -> Result<Self, ShimError> {
+        let spawn_span = tracing::debug_span!("spawn_guest").entered();
         let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| ShimError::io("failed to create the guest control socket", e))?;
@@ -125,6 +126,8 @@ impl Instance {
         // The reaper owns waiting; `child` is never waited on.
         drop(child);
 
+        drop(spawn_span);
+        let cgroup_span = tracing::debug_span!("cgroup").entered();
         let cgroup = match Cgroup::for_spec(spec, &req.id) {
             Ok(cg) => {
                 let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
@@ -142,6 +145,9 @@ impl Instance {
             }
         };
 
+        drop(cgroup_span);
+        // Until the guest process reports `ready`: namespaces, plan, module, compiled code.
+        let _prepare_span = tracing::debug_span!("prepare", pid).entered();
         let instance = Instance::created(req, pid, cgroup, None);
         let told = (&ours).write_all(&[PREPARE]).map_err(|e| {
             ShimError::io(

@@ -106,6 +106,7 @@ impl TaskService {
     ) -> Result<CreateTaskResponse, ShimError> {
         let begun = std::time::Instant::now();
         let id = req.id.clone();
+        let _span = tracing::debug_span!("create", container = %id).entered();
         if lock(&self.instances).contains_key(&id) {
             return Err(ShimError::AlreadyExists(id));
         }
@@ -115,7 +116,7 @@ impl TaskService {
             )));
         }
         let bundle = PathBuf::from(&req.bundle);
-        let mounted = mount_rootfs(&bundle, &req)?;
+        let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(&bundle, &req))?;
         let result = self.create_instance(&req, &bundle);
         let instance = match result {
             Ok(i) => i,
@@ -170,6 +171,7 @@ impl TaskService {
         req: &CreateTaskRequest,
         bundle: &Path,
     ) -> Result<Arc<Instance>, ShimError> {
+        let spec_span = tracing::debug_span!("spec").entered();
         let spec = Spec::load(bundle.join("config.json")).map_err(|e| {
             ShimError::Workload(format!(
                 "failed to load {}: {e}",
@@ -183,6 +185,7 @@ impl TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
         };
+        drop(spec_span);
         let created = if crate::linux::is_linux_workload(&spec, bundle) {
             tracing::info!(container = %req.id, "running as a Linux container");
             Instance::create_linux(create, &spec, self.runc.clone(), self.reaper.clone())
@@ -245,6 +248,7 @@ impl TaskService {
         if !req.exec_id.is_empty() {
             return Err(ShimError::Unimplemented("Exec"));
         }
+        let _span = tracing::debug_span!("start", container = %req.id).entered();
         let instance = self.get(&req.id)?;
         // TaskStart is queued under the state lock, so a quick exit's TaskExit comes after it.
         instance.start(|| {

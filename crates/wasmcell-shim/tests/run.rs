@@ -14,6 +14,7 @@ fn hello_args_env_and_exit_code() {
         (0, "Hello from a wasmcell guest!\n"),
         "{out:?}"
     );
+    assert_start_path_is_traced(&c, "hello-1");
 
     let probe = import_image(&c, guests::PROBE_P1, "probe");
     let out = run(
@@ -41,6 +42,35 @@ fn hello_args_env_and_exit_code() {
     let out = run(&c, &[], &probe, "exit-1", &["/app.wasm", "exit", "42"]);
     assert_eq!(out.code, 42, "{out:?}");
     assert_clean(&c);
+}
+
+/// With `-debug` (containerd at debug level), each step of the start path logs its duration
+/// when its span closes, and the guest process's own steps come with `guest prepared`.
+fn assert_start_path_is_traced(c: &wasmcell_testing::Containerd, id: &str) {
+    let log = c.log();
+    let closed = |span: &str| {
+        log.lines().any(|l| {
+            l.contains(&format!("create{{container={id}}}"))
+                && l.contains(span)
+                && l.contains("close time.busy=")
+        })
+    };
+    for span in ["rootfs", "spec", "spawn_guest", "cgroup", "prepare{pid="] {
+        assert!(closed(span), "no closed span {span} for {id} in:\n{log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("start{{container={id}}}"))
+                && l.contains("close time.busy=")),
+        "no closed start span for {id} in:\n{log}"
+    );
+    let prepared = log
+        .lines()
+        .find(|l| l.contains("guest prepared") && l.contains(&format!("container={id}")))
+        .unwrap_or_else(|| panic!("no guest timings for {id} in:\n{log}"));
+    for step in ["namespaces=", "plan=", "read=", "engine=", "compile="] {
+        assert!(prepared.contains(step), "{step} missing in {prepared}");
+    }
 }
 
 #[test]

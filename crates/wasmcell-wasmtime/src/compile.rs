@@ -49,6 +49,8 @@ impl Compiler {
         wasm: &WasmBinary,
     ) -> Result<(Compiled, [u8; 32]), EngineError> {
         let digest = wasm.digest();
+        let _span =
+            tracing::debug_span!("compiled_code", module = %wasm.path().display()).entered();
         if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
             return Ok((c, digest));
         }

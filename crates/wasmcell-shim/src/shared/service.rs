@@ -25,6 +25,7 @@ use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim_protos::shim_async::Task;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use tracing::Instrument;
 use wasmcell_core::{Engine, RunPlan, WasmBinary, WorkloadSpec};
 use wasmcell_wasmtime::WasmtimeEngine;
 
@@ -141,7 +142,7 @@ impl SharedService {
                 req.id
             )));
         }
-        let mounted = mount_rootfs(&bundle, &req)?;
+        let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(&bundle, &req))?;
         let config = bundle.join("config.json");
         let spec = match Spec::load(&config) {
             Ok(spec) => spec,
@@ -177,8 +178,10 @@ impl SharedService {
             req.stdout.clone(),
             req.stderr.clone(),
         );
+        // Plan, module and compiled code, off the executor.
+        let span = tracing::debug_span!("prepare");
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&engine, &id, &spec, &b, &stdin, &stdout, &stderr)
+            span.in_scope(|| prepare(&engine, &id, &spec, &b, &stdin, &stdout, &stderr))
         })
         .await
         .map_err(|e| {
@@ -228,6 +231,7 @@ impl SharedService {
 
     fn do_start(&self, ctx: &TtrpcContext, req: StartRequest) -> Result<StartResponse, ShimError> {
         init_process_only(&req.id, &req.exec_id)?;
+        let _span = tracing::debug_span!("start", container = %req.id).entered();
         let instance = self.get(ctx, &req.id)?;
         let events = self.events.in_namespace(&instance.req.namespace);
         let pid = std::process::id();
@@ -466,7 +470,8 @@ impl Task for SharedService {
         ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        Ok(self.do_create(ctx, req).await?)
+        let span = tracing::debug_span!("create", container = %req.id);
+        Ok(self.do_create(ctx, req).instrument(span).await?)
     }
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
