@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run a Wasm module or component, or an OCI bundle, in the foreground.
     Run(commands::run::RunCommand),
-    /// Build Wasm OCI images.
+    /// Build Wasm OCI images, or convert Wasm OCI artifacts into them.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
     /// Inspect or prune the precompile cache.

@@ -10,6 +10,9 @@ pub enum ImageError {
     /// The module is missing or not Wasm.
     #[error(transparent)]
     Module(#[from] wasmcell_core::ModuleError),
+    /// A Wasm OCI artifact could not be read.
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     /// The entrypoint is not an absolute path inside the image.
     #[error("invalid entrypoint {0:?}: must be an absolute path such as /app.wasm")]
     Entrypoint(String),

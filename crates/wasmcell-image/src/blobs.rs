@@ -82,7 +82,12 @@ impl ImageSpec {
     /// for `wasi/wasm` holding the module alone (mode 0755) at its entrypoint, annotated
     /// `module.wasm.image/variant=compat-smart`.
     pub fn build(&self) -> Result<Image, ImageError> {
-        let wasm = WasmBinary::read(&self.module)?;
+        self.build_with_module(&WasmBinary::read(&self.module)?)
+    }
+
+    /// [`ImageSpec::build`] with a module already in hand (e.g. from
+    /// [`crate::read_artifact`]); [`ImageSpec::module`] is not read.
+    pub fn build_with_module(&self, wasm: &WasmBinary) -> Result<Image, ImageError> {
         if !self.entrypoint.starts_with('/') || inside(&self.entrypoint).is_none() {
             return Err(ImageError::Entrypoint(self.entrypoint.clone()));
         }

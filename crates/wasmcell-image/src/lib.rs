@@ -9,14 +9,21 @@
 //! [`Image::write_archive`] writes the blobs as one tar holding both an OCI image layout
 //! (`index.json`, for `ctr images import`) and a Docker `manifest.json` (for `docker load` /
 //! `podman load`); [`Image::write_layout`] writes an OCI layout directory.
+//!
+//! [`read_artifact`] reads a CNCF Wasm OCI artifact (an OCI image layout whose layer is the raw
+//! module); [`WasmArtifact::to_image`] turns it into the image [`ImageSpec::build`] makes.
 #![warn(missing_docs)]
 
 mod archive;
+mod artifact;
 mod blobs;
 mod layer;
 mod reference;
 
 pub use archive::ImageError;
+pub use artifact::{
+    read_artifact, ArtifactError, WasmArtifact, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPES,
+};
 pub use blobs::{FilesSpec, Image, ImageSpec};
 pub use layer::LayerEntry;
 pub use reference::normalize_reference;

@@ -31,17 +31,20 @@
 //! with [`Containerd::import_into`], and the drop also stops and removes every pod sandbox,
 //! task and container there (containerd then removes the pods' network namespaces).
 //! [`ImageBuilder`], [`pause_image`] and [`busybox_image`] build Linux images from files, since
-//! nothing can be pulled. With the cargo feature `cri`, [`Containerd::cri`] returns a blocking
-//! CRI client ([`cri::CriClient`]).
+//! nothing can be pulled. [`ArtifactLayout`] and [`wasm_artifact`] write CNCF Wasm OCI
+//! artifacts (OCI layouts with a raw Wasm layer) by hand. With the cargo feature `cri`,
+//! [`Containerd::cri`] returns a blocking CRI client ([`cri::CriClient`]).
 //!
 //! The tests using this harness must run as root; they are never skipped (see [`require_root`]).
 #![warn(missing_docs)]
 
+mod artifact;
 mod cni;
 #[cfg(feature = "cri")]
 pub mod cri;
 mod image;
 
+pub use artifact::{wasm_artifact, ArtifactLayout};
 pub use cni::{PodNetwork, CNI_PLUGINS, CNI_PLUGIN_DIRS, POD_SUBNET_PREFIX};
 
 pub use image::{
