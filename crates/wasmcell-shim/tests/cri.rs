@@ -74,17 +74,34 @@ fn run_pod_with_handler(
     name: &str,
     handler: &str,
 ) -> (String, api::PodSandboxConfig) {
+    let (id, config) = start_pod(c, cri, name, handler, host_network_pod);
+    let status = cri.pod_sandbox_status(&id).expect("PodSandboxStatus");
+    assert_pod_ready(&status, handler, api::NamespaceMode::Node);
+    (id, config)
+}
+
+/// The builders of a pod's config in `wasmcell_testing::cri` (name, uid, Kubernetes namespace,
+/// log directory, cgroup parent).
+type PodConfigFn = fn(&str, &str, &str, &Path, &str) -> api::PodSandboxConfig;
+
+/// RunPodSandbox of pod `name` as `config_for` describes it, with its own log directory and
+/// cgroup parent, under `handler`; panics with containerd's log tail when it fails.
+fn start_pod(
+    c: &Containerd,
+    cri: &CriClient,
+    name: &str,
+    handler: &str,
+    config_for: PodConfigFn,
+) -> (String, api::PodSandboxConfig) {
     let uid = format!("{name}-uid");
     let logs = c.dir().join("pod-logs").join(name);
     std::fs::create_dir_all(&logs).expect("create the pod log directory");
-    let config = host_network_pod(name, &uid, "default", &logs, &c.pod_cgroup_parent(&uid));
+    let config = config_for(name, &uid, "default", &logs, &c.pod_cgroup_parent(&uid));
     let started = Instant::now();
     let id = cri
         .run_pod_sandbox(&config, handler)
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nlog tail:\n{}", c.log_tail(60)));
-    eprintln!("RunPodSandbox took {:?}", started.elapsed());
-    let status = cri.pod_sandbox_status(&id).expect("PodSandboxStatus");
-    assert_pod_ready(&status, handler, api::NamespaceMode::Node);
+    eprintln!("RunPodSandbox of {name} took {:?}", started.elapsed());
     (id, config)
 }
 

@@ -39,15 +39,7 @@ struct NetworkedPod {
 /// is ready with namespace mode POD and an address from the harness's subnet.
 fn run_networked_pod(c: &Containerd, cri: &CriClient, name: &str) -> NetworkedPod {
     let network = c.pod_network().expect("started with a pod network");
-    let uid = format!("{name}-uid");
-    let logs = c.dir().join("pod-logs").join(name);
-    std::fs::create_dir_all(&logs).expect("create the pod log directory");
-    let config = pod_network_pod(name, &uid, "default", &logs, &c.pod_cgroup_parent(&uid));
-    let started = Instant::now();
-    let id = cri
-        .run_pod_sandbox(&config, CRI_RUNTIME_HANDLER)
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nlog tail:\n{}", c.log_tail(60)));
-    eprintln!("RunPodSandbox (with CNI) took {:?}", started.elapsed());
+    let (id, config) = super::start_pod(c, cri, name, CRI_RUNTIME_HANDLER, pod_network_pod);
     let (status, info) = cri
         .pod_sandbox_status_verbose(&id)
         .expect("PodSandboxStatus");
