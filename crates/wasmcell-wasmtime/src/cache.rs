@@ -61,6 +61,15 @@ pub struct CacheEntry {
     pub last_used: SystemTime,
 }
 
+/// What [`CompileCache::verify`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries whose code matched its checksum.
+    pub good: usize,
+    /// Entries removed: code that did not match, or that could not be read.
+    pub removed: usize,
+}
+
 /// What [`CompileCache::prune`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -164,6 +173,38 @@ impl CompileCache {
                 .and_then(|f| f.set_modified(SystemTime::now()));
         }
         Some(file)
+    }
+
+    /// Hash every entry's code in full, whatever its record vouches for, and remove those that
+    /// do not match (e.g. after a disk fault, which changes no file time). An entry that matches
+    /// is recorded as checked now.
+    pub fn verify(&self) -> io::Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for entry in self.entries()? {
+            let key = &entry.key;
+            let checked = std::fs::read(self.sum_path(key)).ok().and_then(|sum| {
+                let record = Record::parse(&sum)?;
+                let file = std::fs::File::open(self.path(key)).ok()?;
+                let stamp = Stamp::of(&file.metadata().ok()?);
+                (hash_file(&file)? == record.hash).then_some(Record {
+                    hash: record.hash,
+                    stamp,
+                    checked_at_ns: now_ns(),
+                })
+            });
+            match checked {
+                Some(record) => {
+                    self.write_atomically(&self.sum_path(key), &record.to_bytes())?;
+                    report.good += 1;
+                }
+                None => {
+                    tracing::warn!(entry = %self.path(key).display(), "removing corrupt cache entry");
+                    self.discard(key);
+                    report.removed += 1;
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Remove an entry (e.g. one Wasmtime refused to load).
@@ -473,6 +514,40 @@ mod tests {
             "the checked file is recorded"
         );
         assert!(record.checked_at_ns >= before, "with the time of the check");
+    }
+
+    #[test]
+    fn verify_hashes_every_entry_and_removes_bad_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path(), DEFAULT_MAX_BYTES);
+        cache.store("good", b"good code").expect("store");
+        cache.store("bad", b"bad code").expect("store");
+        // Bytes changed under a record that vouches for the file: what a disk fault could do,
+        // which `load` would not see (the record is rewritten with the new file's identity).
+        std::fs::write(cache.path("bad"), b"bad c0de").expect("write");
+        let meta = std::fs::metadata(cache.path("bad")).expect("meta");
+        let mut sum = std::fs::read(cache.sum_path("bad")).expect("sum");
+        let stamp_at = MAGIC.len() + HASH_LEN;
+        sum[stamp_at..stamp_at + Stamp::LEN].copy_from_slice(&Stamp::of(&meta).to_bytes());
+        std::fs::write(cache.sum_path("bad"), &sum).expect("write");
+
+        let report = cache.verify().expect("verify");
+        assert_eq!(
+            report,
+            VerifyReport {
+                good: 1,
+                removed: 1
+            }
+        );
+        assert!(!cache.path("bad").exists(), "the bad entry is gone");
+        let record =
+            Record::parse(&std::fs::read(cache.sum_path("good")).expect("sum")).expect("record");
+        let meta = std::fs::metadata(cache.path("good")).expect("meta");
+        assert_eq!(
+            record.stamp,
+            Stamp::of(&meta),
+            "the good entry is recorded as checked"
+        );
     }
 
     #[test]

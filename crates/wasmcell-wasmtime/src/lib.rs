@@ -15,7 +15,9 @@ mod meter;
 mod run;
 mod wasi;
 
-pub use cache::{CacheEntry, CompileCache, PruneReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES};
+pub use cache::{
+    CacheEntry, CompileCache, PruneReport, VerifyReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES,
+};
 pub use compile::CompiledCode;
 pub use engine::WasmtimeEngine;
 pub use meter::GuestMeter;

@@ -9,6 +9,9 @@ pub(crate) enum CacheCommand {
     Ls,
     /// Remove least recently used entries until the cache is at most --max-size.
     Prune(PruneArgs),
+    /// Hash every entry in full and remove those whose code does not match its checksum
+    /// (a start only re-hashes an entry whose file changed since it was last checked).
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +40,12 @@ impl CacheCommand {
             }),
             CacheCommand::Prune(args) => cache.prune(args.max_size).map(|r| {
                 println!("removed {} entries, freed {} bytes", r.removed, r.freed);
+            }),
+            CacheCommand::Verify => cache.verify().map(|r| {
+                println!(
+                    "{} entries good, {} corrupt entries removed",
+                    r.good, r.removed
+                );
             }),
         };
         match result {
