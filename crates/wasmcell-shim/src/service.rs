@@ -104,20 +104,40 @@ impl TaskService {
         &self,
         req: CreateTaskRequest,
     ) -> Result<CreateTaskResponse, ShimError> {
-        let begun = std::time::Instant::now();
-        let id = req.id.clone();
-        let _span = tracing::debug_span!("create", container = %id).entered();
-        if lock(&self.instances).contains_key(&id) {
-            return Err(ShimError::AlreadyExists(id));
+        let _span = tracing::debug_span!("create", container = %req.id).entered();
+        self.check_creatable(&req)?;
+        let bundle = PathBuf::from(&req.bundle);
+        let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(&bundle, &req))?;
+        self.create_on_rootfs(req, mounted)
+    }
+
+    /// The container can be created here: its id is new and it asks for no terminal.
+    fn check_creatable(&self, req: &CreateTaskRequest) -> Result<(), ShimError> {
+        if lock(&self.instances).contains_key(&req.id) {
+            return Err(ShimError::AlreadyExists(req.id.clone()));
         }
         if req.terminal {
             return Err(ShimError::InvalidArgument(format!(
-                "container {id}: a terminal (tty) is not supported for wasm containers"
+                "container {}: a terminal (tty) is not supported for wasm containers",
+                req.id
             )));
         }
+        Ok(())
+    }
+
+    /// Create the container whose rootfs is already in place at `<bundle>/rootfs` (the shared
+    /// manager mounts it to tell a Linux container from a Wasm one); `mounted`: whether it was
+    /// mounted for this container, and so is unmounted if the create fails.
+    pub(crate) fn create_on_rootfs(
+        &self,
+        req: CreateTaskRequest,
+        mounted: bool,
+    ) -> Result<CreateTaskResponse, ShimError> {
+        let begun = std::time::Instant::now();
+        let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
-        let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(&bundle, &req))?;
-        let result = self.create_instance(&req, &bundle);
+        let checked = self.check_creatable(&req);
+        let result = checked.and_then(|()| self.create_instance(&req, &bundle));
         let instance = match result {
             Ok(i) => i,
             Err(e) => {

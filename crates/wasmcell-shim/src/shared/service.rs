@@ -133,7 +133,7 @@ impl SharedService {
         let bundle = PathBuf::from(&req.bundle);
         let namespace = namespace(ctx, &bundle);
         let key = key(&namespace, &req.id);
-        if lock(&self.instances).contains_key(&key) {
+        if lock(&self.instances).contains_key(&key) || self.linux_for(ctx, &req.id).is_some() {
             return Err(ShimError::AlreadyExists(req.id.clone()));
         }
         if req.terminal {
@@ -159,14 +159,12 @@ impl SharedService {
                 return Err(e);
             }
         };
-        // Decided with the rootfs in place: the entrypoint is looked at.
+        // Decided with the rootfs in place: the entrypoint is looked at. A Linux container is
+        // created on that same rootfs.
         if crate::linux::is_linux_workload(&spec, &bundle) {
-            if mounted {
-                unmount_rootfs(&bundle);
-            }
             tracing::info!(container = %req.id, namespace = %namespace, "running as a Linux container");
             let service = self.linux_service(&namespace);
-            let created = blocking(move || service.do_create(req)).await;
+            let created = blocking(move || service.create_on_rootfs(req, mounted)).await;
             self.count_containers();
             return created;
         }
