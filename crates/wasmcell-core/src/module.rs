@@ -102,18 +102,16 @@ impl WasmBinary {
         let mut file = std::fs::File::open(path).map_err(read_err)?;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut hasher = blake3::Hasher::new();
-        let mut kind = None;
+        // The header is in the first chunk: a file that is not Wasm is not read further.
+        let mut n = fill(&mut file, &mut buf).map_err(read_err)?;
+        let kind = classify(&buf[..n]).map_err(|e| e.into_error(path))?;
         loop {
-            let n = fill(&mut file, &mut buf).map_err(read_err)?;
-            if kind.is_none() {
-                kind = Some(classify(&buf[..n]).map_err(|e| e.into_error(path))?);
-            }
             crate::digest::update(&mut hasher, &buf[..n]);
             if n < buf.len() {
                 break;
             }
+            n = fill(&mut file, &mut buf).map_err(read_err)?;
         }
-        let kind = kind.ok_or_else(|| Unfit::NotWasm(describe(&[])).into_error(path))?;
         Ok(WasmBinary {
             inner: Arc::new(Binary {
                 path: path.to_path_buf(),
@@ -269,6 +267,26 @@ mod tests {
         assert!(msg(b"\0asm\x01").contains("truncated header"));
         assert!(msg(b"\0asm\x02\0\0\0").contains("unknown version"));
         assert!(msg(b"\x7fELF").starts_with("/m.wasm is not a wasm module"));
+    }
+
+    #[test]
+    fn a_module_read_in_chunks_has_the_digest_of_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.wasm");
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.extend((0..READ_CHUNK * 2 + 123).map(|i| (i % 251) as u8));
+        std::fs::write(&path, &bytes).expect("write");
+        let wasm = WasmBinary::read(&path).expect("read");
+        assert_eq!(wasm.digest(), *blake3::hash(&bytes).as_bytes());
+        assert_eq!(wasm.bytes().expect("bytes"), bytes.as_slice());
+
+        std::fs::write(&path, b"\0asm\x01\0\0\0changed").expect("rewrite");
+        let read_before = WasmBinary::read(&path).expect("read");
+        std::fs::write(&path, &bytes).expect("rewrite");
+        assert!(
+            matches!(read_before.bytes(), Err(ModuleError::Changed { .. })),
+            "bytes that no longer match the digest are refused"
+        );
     }
 
     #[test]
