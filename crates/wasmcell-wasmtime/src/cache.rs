@@ -126,9 +126,46 @@ impl CompileCache {
     /// The open code file of an entry that matches its checksum, or None (a bad entry is
     /// deleted).
     pub(crate) fn load(&self, key: &str) -> Option<std::fs::File> {
+        let opened = self.open_entry(key)?;
+        if opened.record.vouches_for(&opened.stamp) {
+            // Mark as recently used for eviction (on the checksum file: the code file's times
+            // are part of its identity); failing to do so only ages the entry.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(self.sum_path(key))
+                .and_then(|f| f.set_modified(SystemTime::now()));
+        } else if let Ok(false) = self.recheck(key, &opened) {
+            // Not the file version checked last time, and its hash does not match. (Failing
+            // to record a good check only means hashing again next time.)
+            return None;
+        }
+        Some(opened.file)
+    }
+
+    /// Hash every entry's code in full, whatever its record vouches for, and remove those that
+    /// do not match (e.g. after a disk fault, which changes no file time). An entry that matches
+    /// is recorded as checked now.
+    pub fn verify(&self) -> io::Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for entry in self.entries()? {
+            let good = match self.open_entry(&entry.key) {
+                Some(opened) => self.recheck(&entry.key, &opened)?,
+                None => false,
+            };
+            if good {
+                report.good += 1;
+            } else {
+                report.removed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Entry `key`'s open code file, its record and the file's identity now; None when there is
+    /// no such entry, or it was half-written or unreadable (then it is discarded).
+    fn open_entry(&self, key: &str) -> Option<OpenEntry> {
         let path = self.path(key);
-        let sum_path = self.sum_path(key);
-        let sum = std::fs::read(&sum_path).ok();
+        let sum = std::fs::read(self.sum_path(key)).ok();
         let file = std::fs::File::open(&path).ok();
         let (sum, file) = match (sum, file) {
             (Some(sum), Some(file)) => (sum, file),
@@ -150,61 +187,28 @@ impl CompileCache {
             self.discard(key);
             return None;
         };
-        if !record.vouches_for(&stamp) {
-            // Not the file version checked last time: hash it.
-            if hash_file(&file).as_ref() != Some(&record.hash) {
-                tracing::warn!(entry = %path.display(), "discarding corrupt cache entry");
-                self.discard(key);
-                return None;
-            }
-            let checked = Record {
-                hash: record.hash,
-                stamp,
-                checked_at_ns: now_ns(),
-            };
-            // Failing to record the check only means hashing again next time.
-            let _ = self.write_atomically(&sum_path, &checked.to_bytes());
-        } else {
-            // Mark as recently used for eviction (on the checksum file: the code file's times
-            // are part of its identity); failing to do so only ages the entry.
-            let _ = std::fs::File::options()
-                .write(true)
-                .open(&sum_path)
-                .and_then(|f| f.set_modified(SystemTime::now()));
-        }
-        Some(file)
+        Some(OpenEntry {
+            file,
+            record,
+            stamp,
+        })
     }
 
-    /// Hash every entry's code in full, whatever its record vouches for, and remove those that
-    /// do not match (e.g. after a disk fault, which changes no file time). An entry that matches
-    /// is recorded as checked now.
-    pub fn verify(&self) -> io::Result<VerifyReport> {
-        let mut report = VerifyReport::default();
-        for entry in self.entries()? {
-            let key = &entry.key;
-            let checked = std::fs::read(self.sum_path(key)).ok().and_then(|sum| {
-                let record = Record::parse(&sum)?;
-                let file = std::fs::File::open(self.path(key)).ok()?;
-                let stamp = Stamp::of(&file.metadata().ok()?);
-                (hash_file(&file)? == record.hash).then_some(Record {
-                    hash: record.hash,
-                    stamp,
-                    checked_at_ns: now_ns(),
-                })
-            });
-            match checked {
-                Some(record) => {
-                    self.write_atomically(&self.sum_path(key), &record.to_bytes())?;
-                    report.good += 1;
-                }
-                None => {
-                    tracing::warn!(entry = %self.path(key).display(), "removing corrupt cache entry");
-                    self.discard(key);
-                    report.removed += 1;
-                }
-            }
+    /// Hash an opened entry's code against its record. On a match, record this check (an error
+    /// only says that this write failed) and return true; otherwise discard the entry.
+    fn recheck(&self, key: &str, opened: &OpenEntry) -> io::Result<bool> {
+        if hash_file(&opened.file).as_ref() != Some(&opened.record.hash) {
+            tracing::warn!(entry = %self.path(key).display(), "discarding corrupt cache entry");
+            self.discard(key);
+            return Ok(false);
         }
-        Ok(report)
+        let checked = Record {
+            hash: opened.record.hash,
+            stamp: opened.stamp,
+            checked_at_ns: now_ns(),
+        };
+        self.write_atomically(&self.sum_path(key), &checked.to_bytes())?;
+        Ok(true)
     }
 
     /// Remove an entry (e.g. one Wasmtime refused to load).
@@ -306,6 +310,13 @@ impl CompileCache {
         }
         Ok(report)
     }
+}
+
+/// An entry as [`CompileCache::open_entry`] found it.
+struct OpenEntry {
+    file: std::fs::File,
+    record: Record,
+    stamp: Stamp,
 }
 
 /// A `.sum` file: the hash of the code, the identity of the code file it was last checked on,
