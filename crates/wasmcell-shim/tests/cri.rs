@@ -48,6 +48,19 @@ fn wasm_image(c: &Containerd, cri: &CriClient, module: &str, name: &str) -> Stri
         .id
 }
 
+/// A busybox sidecar that sends `hello-from-sidecar` to 127.0.0.1:`port` in its pod (retrying
+/// until something listens there), then exits.
+fn loopback_sender(busybox: &str, port: &str, pod: &api::PodSandboxConfig) -> api::ContainerConfig {
+    let send = format!("until echo hello-from-sidecar | nc 127.0.0.1 {port}; do sleep 0.2; done");
+    container_config(
+        "sidecar",
+        busybox,
+        &["/bin/busybox", "sh", "-c", &send],
+        &[],
+        pod,
+    )
+}
+
 /// The busybox Linux image in `k8s.io`; returns its image id.
 fn linux_image(c: &Containerd, cri: &CriClient) -> String {
     let reference = "docker.io/wasmcell/busybox:test";
@@ -543,14 +556,7 @@ fn a_wasm_container_and_a_linux_sidecar_talk_over_the_pods_loopback() {
     let server_status = wait_state(&c, &cri, &server_id, api::ContainerState::ContainerRunning);
     wait_for_log(&server_status, "stdout", "listening\n");
 
-    let send = format!("until echo hello-from-sidecar | nc 127.0.0.1 {port}; do sleep 0.2; done");
-    let sidecar = container_config(
-        "sidecar",
-        &busybox,
-        &["/bin/busybox", "sh", "-c", &send],
-        &[],
-        &pod,
-    );
+    let sidecar = loopback_sender(&busybox, &port, &pod);
     let sidecar_id = start(&c, &cri, &pod_id, &pod, &sidecar);
 
     let status = wait_state(&c, &cri, &server_id, api::ContainerState::ContainerExited);

@@ -212,14 +212,7 @@ fn a_pod_with_its_own_network_namespace_holds_its_wasm_guests() {
     );
 
     // A busybox sidecar in the same pod reaches the Wasm guest over 127.0.0.1.
-    let send = format!("until echo hello-from-sidecar | nc 127.0.0.1 {port}; do sleep 0.2; done");
-    let sidecar = container_config(
-        "sidecar",
-        &busybox,
-        &["/bin/busybox", "sh", "-c", &send],
-        &[],
-        &pod.config,
-    );
+    let sidecar = super::loopback_sender(&busybox, &port.to_string(), &pod.config);
     let sidecar_id = start(&c, &cri, &pod.id, &pod.config, &sidecar);
     let status = wait_state(&c, &cri, &server_id, api::ContainerState::ContainerExited);
     assert_eq!(status.exit_code, 0, "{status:?}");
