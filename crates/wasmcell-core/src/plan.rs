@@ -144,66 +144,31 @@ impl RunPlan {
     /// Resolve a validated spec against the filesystem. Relative paths in the spec are taken
     /// from `bundle`.
     pub fn resolve(spec: &WorkloadSpec, bundle: &Path) -> Result<Self, ResolveError> {
-        let rootfs = bundle.join(&spec.root);
-        let rootfs = canonical_dir(&rootfs).map_err(|source| ResolveError::Rootfs {
-            path: rootfs.clone(),
-            source,
-        })?;
-        let root_access = if spec.root_readonly {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
-        };
-        let mut preopens = vec![Preopen {
-            host: rootfs.clone(),
-            guest: "/".into(),
-            access: root_access,
-        }];
-        for m in &spec.mounts {
-            let guest = m.destination.display().to_string();
-            let source = bundle.join(&m.source);
-            let meta = std::fs::metadata(&source).map_err(|e| ResolveError::MountSource {
-                path: source.clone(),
-                guest: guest.clone(),
-                reason: e.to_string(),
-            })?;
-            if !meta.is_dir() {
-                // WASI preopens are directories; a file bind mount (e.g. /etc/hosts) is skipped.
-                tracing::debug!(source = %source.display(), %guest, "skipping file bind mount");
-                continue;
-            }
-            let host = canonical_dir(&source).map_err(|e| ResolveError::MountSource {
-                path: source.clone(),
-                guest: guest.clone(),
-                reason: e.to_string(),
-            })?;
-            let access = if m.readonly {
-                Access::ReadOnly
-            } else {
-                Access::ReadWrite
-            };
-            preopens.push(Preopen {
-                host,
-                guest,
-                access,
-            });
-        }
-        if spec.cwd != Path::new("/") {
-            if let Some(cwd) = map_guest_dir(&preopens, &spec.cwd) {
-                preopens.push(cwd);
-            }
-        }
-
+        let (rootfs, preopens) = resolve_dirs(spec, bundle)?;
         let module =
             resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint).map_err(|source| {
                 ResolveError::Entrypoint {
                     entrypoint: spec.entrypoint.clone(),
-                    rootfs: rootfs.clone(),
+                    rootfs,
                     source,
                 }
             })?;
+        Ok(Self::with_dirs(spec, module, preopens))
+    }
 
-        Ok(RunPlan {
+    /// Resolve a validated spec whose module does not live in its rootfs (the Wasm layer of
+    /// an OCI artifact): `module` is run, and the spec's args are passed as they are.
+    pub fn resolve_with_module(
+        spec: &WorkloadSpec,
+        bundle: &Path,
+        module: PathBuf,
+    ) -> Result<Self, ResolveError> {
+        let (_, preopens) = resolve_dirs(spec, bundle)?;
+        Ok(Self::with_dirs(spec, module, preopens))
+    }
+
+    fn with_dirs(spec: &WorkloadSpec, module: PathBuf, preopens: Vec<Preopen>) -> Self {
+        RunPlan {
             module,
             export: spec.export.clone(),
             args: spec.args.clone(),
@@ -211,7 +176,7 @@ impl RunPlan {
             preopens,
             memory_limit: spec.memory_limit,
             network: spec.network,
-        })
+        }
     }
 
     /// A plan for a bare module: `args[0]` is the module path as given, and exactly `dirs` are
@@ -259,6 +224,64 @@ impl RunPlan {
         self.memory_limit = limit;
         self
     }
+}
+
+/// The rootfs (canonical) and the directories the guest of `spec` may reach: the rootfs as
+/// `/`, its bind mounts, and its working directory.
+fn resolve_dirs(
+    spec: &WorkloadSpec,
+    bundle: &Path,
+) -> Result<(PathBuf, Vec<Preopen>), ResolveError> {
+    let rootfs = bundle.join(&spec.root);
+    let rootfs = canonical_dir(&rootfs).map_err(|source| ResolveError::Rootfs {
+        path: rootfs.clone(),
+        source,
+    })?;
+    let root_access = if spec.root_readonly {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let mut preopens = vec![Preopen {
+        host: rootfs.clone(),
+        guest: "/".into(),
+        access: root_access,
+    }];
+    for m in &spec.mounts {
+        let guest = m.destination.display().to_string();
+        let source = bundle.join(&m.source);
+        let meta = std::fs::metadata(&source).map_err(|e| ResolveError::MountSource {
+            path: source.clone(),
+            guest: guest.clone(),
+            reason: e.to_string(),
+        })?;
+        if !meta.is_dir() {
+            // WASI preopens are directories; a file bind mount (e.g. /etc/hosts) is skipped.
+            tracing::debug!(source = %source.display(), %guest, "skipping file bind mount");
+            continue;
+        }
+        let host = canonical_dir(&source).map_err(|e| ResolveError::MountSource {
+            path: source.clone(),
+            guest: guest.clone(),
+            reason: e.to_string(),
+        })?;
+        let access = if m.readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        preopens.push(Preopen {
+            host,
+            guest,
+            access,
+        });
+    }
+    if spec.cwd != Path::new("/") {
+        if let Some(cwd) = map_guest_dir(&preopens, &spec.cwd) {
+            preopens.push(cwd);
+        }
+    }
+    Ok((rootfs, preopens))
 }
 
 fn canonical_dir(path: &Path) -> std::io::Result<PathBuf> {

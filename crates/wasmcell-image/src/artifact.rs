@@ -54,10 +54,10 @@ pub enum ArtifactError {
         file: String,
     },
     /// `index.json`, a manifest or a config is not valid JSON of its kind.
-    #[error("invalid {what} {name} in {layout}: {source}")]
+    #[error("invalid {what} {name} in {from}: {source}")]
     Json {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// `index`, `manifest` or `config`.
         what: &'static str,
         /// The file or digest.
@@ -66,18 +66,18 @@ pub enum ArtifactError {
         source: serde_json::Error,
     },
     /// A descriptor's digest is not sha256.
-    #[error("unsupported digest {digest} in {layout}: only sha256 is supported")]
+    #[error("unsupported digest {digest} in {from}: only sha256 is supported")]
     Digest {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The digest as given.
         digest: String,
     },
     /// A blob or file is larger than its descriptor says, or than wasmcell reads.
-    #[error("{name} in {layout} is too large: {size} bytes, at most {limit} accepted")]
+    #[error("{name} in {from} is too large: {size} bytes, at most {limit} accepted")]
     TooLarge {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The file or digest.
         name: String,
         /// Its size, as declared or found.
@@ -86,10 +86,10 @@ pub enum ArtifactError {
         limit: u64,
     },
     /// A blob's size differs from its descriptor's.
-    #[error("blob {digest} in {layout} is {actual} bytes, its descriptor says {expected}")]
+    #[error("blob {digest} in {from} is {actual} bytes, its descriptor says {expected}")]
     Size {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The blob's digest.
         digest: String,
         /// The descriptor's size.
@@ -98,34 +98,44 @@ pub enum ArtifactError {
         actual: u64,
     },
     /// A blob's content does not hash to its digest.
-    #[error("blob {digest} in {layout} does not match its digest (its content is {actual})")]
+    #[error("blob {digest} in {from} does not match its digest (its content is {actual})")]
     Mismatch {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The blob's digest.
         digest: String,
         /// The digest of its content.
         actual: String,
     },
     /// No manifest for architecture `wasm` in an index.
-    #[error("no manifest for architecture wasm in {index} of {layout}")]
+    #[error("no manifest for architecture wasm in {index} of {from}")]
     NoWasmManifest {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// `index.json` or the nested index's digest.
         index: String,
     },
+    /// A blob could not be read from its source.
+    #[error("failed to read blob {digest} of {from}: {source}")]
+    Blob {
+        /// Where the blobs come from.
+        from: String,
+        /// The blob's digest.
+        digest: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// Indexes nested deeper than wasmcell follows.
-    #[error("indexes in {layout} are nested more than {MAX_INDEX_DEPTH} deep")]
+    #[error("indexes in {from} are nested more than {MAX_INDEX_DEPTH} deep")]
     TooDeep {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
     },
     /// The manifest's config names another architecture.
-    #[error("config {digest} in {layout} has architecture {architecture:?}, not wasm")]
+    #[error("config {digest} in {from} has architecture {architecture:?}, not wasm")]
     NotWasm {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The config's digest.
         digest: String,
         /// Its architecture.
@@ -133,13 +143,13 @@ pub enum ArtifactError {
     },
     /// The manifest has no layer of a Wasm media type.
     #[error(
-        "manifest {digest} in {layout} has no wasm layer (media type application/wasm, \
+        "manifest {digest} in {from} has no wasm layer (media type application/wasm, \
          application/vnd.bytecodealliance.wasm.component.layer.v0+wasm or \
          application/vnd.wasm.content.layer.v1+wasm)"
     )]
     NoWasmLayer {
-        /// The layout (directory or tar).
-        layout: PathBuf,
+        /// Where the blobs come from: a layout's path, an image in containerd.
+        from: String,
         /// The manifest's digest.
         digest: String,
     },
@@ -167,6 +177,16 @@ impl WasmArtifact {
     }
 }
 
+/// Where the blobs of an image come from: an OCI image layout, or a content store such as
+/// containerd's. [`read_artifact_from`] checks every blob it reads against its descriptor.
+pub trait BlobSource {
+    /// Names the source in errors, e.g. a layout's path or `image app:1 in containerd`.
+    fn name(&self) -> String;
+
+    /// The blob `digest` (`sha256:<hex>`), or its first `max` bytes when it is longer.
+    fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, ArtifactError>;
+}
+
 /// Read the Wasm OCI artifact at `path`: an OCI image layout directory, or a tar of one.
 ///
 /// `index.json` (and any nested index) may list several manifests: the one whose platform
@@ -182,24 +202,36 @@ pub fn read_artifact(path: &Path) -> Result<WasmArtifact, ImageError> {
         path: path.to_path_buf(),
         is_tar: !meta.is_dir(),
     };
-    layout.artifact()
+    layout.file("oci-layout", MAX_JSON)?;
+    let index = layout.file("index.json", MAX_JSON)?;
+    let reader = Reader { source: &layout };
+    let index: ImageIndex = reader.json("index", "index.json", &index)?;
+    let manifest = reader.manifest_of(&index, "index.json", 0)?;
+    reader.artifact(&manifest)
 }
 
-/// An OCI image layout, a directory or a tar.
-struct Layout {
-    path: PathBuf,
-    is_tar: bool,
+/// Read the Wasm OCI artifact that `target` names in `source`: an image manifest, or an
+/// index to pick the `wasm` manifest from as [`read_artifact`] does.
+pub fn read_artifact_from(
+    source: &dyn BlobSource,
+    target: &Descriptor,
+) -> Result<WasmArtifact, ImageError> {
+    let reader = Reader { source };
+    let manifest = reader.manifest_or_index(target, 0)?;
+    reader.artifact(&manifest)
 }
 
-impl Layout {
-    fn artifact(&self) -> Result<WasmArtifact, ImageError> {
-        self.file("oci-layout", MAX_JSON)?;
-        let index = self.file("index.json", MAX_JSON)?;
-        let index: ImageIndex = self.json("index", "index.json", &index)?;
-        let desc = self.manifest_of(&index, "index.json", 0)?;
+/// The checked reads and the manifest selection, over any blob source.
+struct Reader<'a> {
+    source: &'a dyn BlobSource,
+}
+
+impl Reader<'_> {
+    fn artifact(&self, desc: &Descriptor) -> Result<WasmArtifact, ImageError> {
+        let from = self.source.name();
         let digest = desc.digest().to_string();
         let manifest: ImageManifest =
-            self.json("manifest", &digest, &self.blob(&desc, MAX_JSON)?)?;
+            self.json("manifest", &digest, &self.blob(desc, MAX_JSON)?)?;
 
         // A Wasm config (`application/vnd.wasm.config.v0+json`) or an OCI config: both name
         // the architecture and the os.
@@ -211,7 +243,7 @@ impl Layout {
         let architecture = field("architecture");
         if architecture != "wasm" {
             return Err(ArtifactError::NotWasm {
-                layout: self.path.clone(),
+                from,
                 digest: config_digest,
                 architecture,
             }
@@ -223,11 +255,11 @@ impl Layout {
             .iter()
             .find(|l| WASM_LAYER_MEDIA_TYPES.contains(&l.media_type().to_string().as_str()))
             .ok_or_else(|| ArtifactError::NoWasmLayer {
-                layout: self.path.clone(),
+                from: from.clone(),
                 digest: digest.clone(),
             })?;
         let bytes = self.blob(layer, MAX_MODULE)?;
-        let name = format!("{}@{}", self.path.display(), layer.digest());
+        let name = format!("{from}@{}", layer.digest());
         Ok(WasmArtifact {
             module: WasmBinary::from_bytes(Path::new(&name), bytes)?,
             media_type: layer.media_type().to_string(),
@@ -236,34 +268,12 @@ impl Layout {
         })
     }
 
-    /// The descriptor of the manifest to use in `index` (named `name`), following nested
-    /// indexes: the entry for architecture `wasm`, or the only entry.
-    fn manifest_of(
+    /// `desc` if it names a manifest; the manifest to use in it if it names an index.
+    fn manifest_or_index(
         &self,
-        index: &ImageIndex,
-        name: &str,
+        desc: &Descriptor,
         depth: usize,
     ) -> Result<Descriptor, ArtifactError> {
-        if depth > MAX_INDEX_DEPTH {
-            return Err(ArtifactError::TooDeep {
-                layout: self.path.clone(),
-            });
-        }
-        let entries = index.manifests();
-        let wasm = entries.iter().find(|d| {
-            d.platform()
-                .as_ref()
-                .is_some_and(|p| *p.architecture() == Arch::Wasm)
-        });
-        let desc = match (wasm, entries.as_slice()) {
-            (Some(desc), _) | (None, [desc]) => desc,
-            (None, _) => {
-                return Err(ArtifactError::NoWasmManifest {
-                    layout: self.path.clone(),
-                    index: name.to_string(),
-                })
-            }
-        };
         let is_index = match desc.media_type() {
             MediaType::ImageIndex => true,
             other => other.to_string() == DOCKER_MANIFEST_LIST,
@@ -276,29 +286,57 @@ impl Layout {
         self.manifest_of(&nested, &digest, depth + 1)
     }
 
+    /// The descriptor of the manifest to use in `index` (named `name`), following nested
+    /// indexes: the entry for architecture `wasm`, or the only entry.
+    fn manifest_of(
+        &self,
+        index: &ImageIndex,
+        name: &str,
+        depth: usize,
+    ) -> Result<Descriptor, ArtifactError> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(ArtifactError::TooDeep {
+                from: self.source.name(),
+            });
+        }
+        let entries = index.manifests();
+        let wasm = entries.iter().find(|d| {
+            d.platform()
+                .as_ref()
+                .is_some_and(|p| *p.architecture() == Arch::Wasm)
+        });
+        match (wasm, entries.as_slice()) {
+            (Some(desc), _) | (None, [desc]) => self.manifest_or_index(desc, depth),
+            (None, _) => Err(ArtifactError::NoWasmManifest {
+                from: self.source.name(),
+                index: name.to_string(),
+            }),
+        }
+    }
+
     /// The blob `desc` names, checked against its size (at most `limit`) and sha256 digest.
     fn blob(&self, desc: &Descriptor, limit: u64) -> Result<Vec<u8>, ArtifactError> {
         let digest = desc.digest().to_string();
-        let hex = desc
-            .as_digest_sha256()
-            .ok_or_else(|| ArtifactError::Digest {
-                layout: self.path.clone(),
-                digest: digest.clone(),
-            })?;
+        if desc.as_digest_sha256().is_none() {
+            return Err(ArtifactError::Digest {
+                from: self.source.name(),
+                digest,
+            });
+        }
         let expected = desc.size();
         if expected > limit {
             return Err(ArtifactError::TooLarge {
-                layout: self.path.clone(),
+                from: self.source.name(),
                 name: digest,
                 size: expected,
                 limit,
             });
         }
         // Read one byte more than declared, to tell a longer blob from a matching one.
-        let bytes = self.read(&format!("blobs/sha256/{hex}"), expected + 1)?;
+        let bytes = self.source.read_blob(&digest, expected + 1)?;
         if bytes.len() as u64 != expected {
             return Err(ArtifactError::Size {
-                layout: self.path.clone(),
+                from: self.source.name(),
                 digest,
                 expected,
                 actual: bytes.len() as u64,
@@ -307,7 +345,7 @@ impl Layout {
         let actual = sha256(&bytes);
         if actual != digest {
             return Err(ArtifactError::Mismatch {
-                layout: self.path.clone(),
+                from: self.source.name(),
                 digest,
                 actual,
             });
@@ -315,12 +353,45 @@ impl Layout {
         Ok(bytes)
     }
 
+    fn json<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<T, ArtifactError> {
+        serde_json::from_slice(bytes).map_err(|source| ArtifactError::Json {
+            from: self.source.name(),
+            what,
+            name: name.to_string(),
+            source,
+        })
+    }
+}
+
+/// An OCI image layout, a directory or a tar.
+struct Layout {
+    path: PathBuf,
+    is_tar: bool,
+}
+
+impl BlobSource for Layout {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, ArtifactError> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.read(&format!("blobs/sha256/{hex}"), max)
+    }
+}
+
+impl Layout {
     /// The file `name` of the layout, at most `limit` bytes.
     fn file(&self, name: &str, limit: u64) -> Result<Vec<u8>, ArtifactError> {
         let bytes = self.read(name, limit + 1)?;
         if bytes.len() as u64 > limit {
             return Err(ArtifactError::TooLarge {
-                layout: self.path.clone(),
+                from: self.name(),
                 name: name.to_string(),
                 size: bytes.len() as u64,
                 limit,
@@ -368,19 +439,5 @@ impl Layout {
             return Ok(bytes);
         }
         Err(missing())
-    }
-
-    fn json<T: DeserializeOwned>(
-        &self,
-        what: &'static str,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<T, ArtifactError> {
-        serde_json::from_slice(bytes).map_err(|source| ArtifactError::Json {
-            layout: self.path.clone(),
-            what,
-            name: name.to_string(),
-            source,
-        })
     }
 }

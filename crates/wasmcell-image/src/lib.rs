@@ -22,7 +22,8 @@ mod reference;
 
 pub use archive::ImageError;
 pub use artifact::{
-    read_artifact, ArtifactError, WasmArtifact, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPES,
+    read_artifact, read_artifact_from, ArtifactError, BlobSource, WasmArtifact,
+    WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPES,
 };
 pub use blobs::{FilesSpec, Image, ImageSpec};
 pub use layer::LayerEntry;
