@@ -203,7 +203,10 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let service: Arc<dyn Task + Send + Sync> = Arc::new(TaskService::new(
         events.clone(),
         reaper,
-        &flags.namespace,
+        crate::artifact::Containerd {
+            address: flags.address.clone(),
+            namespace: flags.namespace.clone(),
+        },
         exit.clone(),
     ));
 

@@ -10,10 +10,13 @@
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::Spec;
 use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+
+use crate::artifact::{Containerd, LoadError};
 
 /// argv\[1\] that selects the guest process.
 pub(crate) const SUBCOMMAND: &str = "guest";
@@ -48,14 +51,21 @@ pub(crate) fn main(args: &[String]) -> i32 {
     }
 
     let bundle = PathBuf::from(bundle);
+    let containerd = Containerd {
+        address: flag(args, "--address").unwrap_or_default(),
+        namespace: flag(args, "--namespace").unwrap_or_default(),
+    };
     let mut timings = Timings::new();
-    if let Err(e) = enter_namespaces(&bundle) {
-        let code = wasmcell_core::EXIT_CONFIG_ERROR;
-        let _ = writeln!(control, "error {code} {}", one_line(&e));
-        return code;
-    }
+    let spec = match enter_namespaces(&bundle) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let code = wasmcell_core::EXIT_CONFIG_ERROR;
+            let _ = writeln!(control, "error {code} {}", one_line(&e));
+            return code;
+        }
+    };
     timings.mark("namespaces");
-    let prepared = prepare(&bundle, &mut timings);
+    let prepared = prepare(&spec, &bundle, &id, &containerd, &mut timings);
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -97,23 +107,26 @@ pub(crate) fn main(args: &[String]) -> i32 {
 }
 
 fn prepare(
-    bundle: &std::path::Path,
+    spec: &Spec,
+    bundle: &Path,
+    id: &str,
+    containerd: &Containerd,
     timings: &mut Timings,
-) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), wasmcell_core::Error> {
-    let plan = RunPlan::from_bundle(bundle)?;
-    timings.mark("plan");
-    let wasm = WasmBinary::read(&plan.module)?;
-    timings.mark("read");
+) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), LoadError> {
+    let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)?;
+    timings.mark("module");
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
-    let engine = WasmtimeEngine::with_cache(cache)?;
+    let engine = WasmtimeEngine::with_cache(cache).map_err(wasmcell_core::Error::from)?;
     timings.mark("engine");
-    engine.prepare(&plan, &wasm)?;
+    engine
+        .prepare(&plan, &wasm)
+        .map_err(wasmcell_core::Error::from)?;
     timings.mark("compile");
     Ok((plan, wasm, engine))
 }
 
 /// Where the guest process spent its preparation, reported to the shim with `ready`
-/// (`ready namespaces=0.31 plan=0.05 ...`, milliseconds) so the start path can be measured.
+/// (`ready namespaces=0.31 module=0.20 ...`, milliseconds) so the start path can be measured.
 struct Timings {
     last: std::time::Instant,
     parts: Vec<(&'static str, f64)>,
@@ -143,11 +156,12 @@ impl Timings {
     }
 }
 
-fn enter_namespaces(bundle: &std::path::Path) -> Result<(), String> {
+/// Load the bundle's spec and enter the namespaces it names; returns the spec.
+fn enter_namespaces(bundle: &Path) -> Result<Spec, String> {
     let path = bundle.join("config.json");
-    let spec = oci_spec::runtime::Spec::load(&path)
-        .map_err(|e| format!("failed to load {}: {e}", path.display()))?;
-    crate::namespaces::enter(&spec)
+    let spec = Spec::load(&path).map_err(|e| format!("failed to load {}: {e}", path.display()))?;
+    crate::namespaces::enter(&spec)?;
+    Ok(spec)
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {

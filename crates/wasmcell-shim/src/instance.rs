@@ -14,6 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+use crate::artifact::Containerd;
 use crate::cgroup::Cgroup;
 use crate::guest::{CONTROL_FD, PREPARE, START, SUBCOMMAND};
 use crate::linux::Runc;
@@ -81,7 +82,11 @@ pub(crate) struct Instance {
 impl Instance {
     /// Spawn the guest process, place it in the container's cgroup and wait until it has
     /// prepared the workload. A workload error ends the process and is returned.
-    pub(crate) fn create(req: CreateRequest, spec: &Spec) -> Result<Self, ShimError> {
+    pub(crate) fn create(
+        req: CreateRequest,
+        spec: &Spec,
+        containerd: &Containerd,
+    ) -> Result<Self, ShimError> {
         let spawn_span = tracing::debug_span!("spawn_guest").entered();
         let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
         let (ours, theirs) = UnixStream::pair()
@@ -94,6 +99,10 @@ impl Instance {
             .arg(&req.bundle)
             .arg("--id")
             .arg(&req.id)
+            .arg("--address")
+            .arg(&containerd.address)
+            .arg("--namespace")
+            .arg(&containerd.namespace)
             .current_dir(&req.bundle)
             .env_clear()
             .stdin(stdio.stdin)

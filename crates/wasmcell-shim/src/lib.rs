@@ -8,6 +8,7 @@
 //! container's cgroup.
 #![warn(missing_docs)]
 
+mod artifact;
 mod bootstrap;
 mod cgroup;
 mod error;

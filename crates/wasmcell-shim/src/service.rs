@@ -22,6 +22,7 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::Task;
 use oci_spec::runtime::Spec;
 
+use crate::artifact::Containerd;
 use crate::events::Events;
 use crate::instance::{lock, CreateRequest, Instance, Status as InstanceStatus};
 use crate::linux::Runc;
@@ -64,6 +65,7 @@ pub(crate) struct TaskService {
     events: Events,
     reaper: Reaper,
     runc: Runc,
+    containerd: Containerd,
     exit: Arc<ExitSignal>,
 }
 
@@ -71,14 +73,15 @@ impl TaskService {
     pub(crate) fn new(
         events: Events,
         reaper: Reaper,
-        namespace: &str,
+        containerd: Containerd,
         exit: Arc<ExitSignal>,
     ) -> Self {
         TaskService {
             instances: Arc::default(),
             events,
             reaper,
-            runc: Runc::new(namespace),
+            runc: Runc::new(&containerd.namespace),
+            containerd,
             exit,
         }
     }
@@ -210,7 +213,7 @@ impl TaskService {
             tracing::info!(container = %req.id, "running as a Linux container");
             Instance::create_linux(create, &spec, self.runc.clone(), self.reaper.clone())
         } else {
-            Instance::create(create, &spec)
+            Instance::create(create, &spec, &self.containerd)
         };
         created.map(Arc::new).map_err(|e| match e {
             ShimError::Workload(msg) => ShimError::Workload(format!("container {}: {msg}", req.id)),

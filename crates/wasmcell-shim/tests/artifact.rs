@@ -1,9 +1,263 @@
-//! A CNCF Wasm OCI artifact, converted as `wasmcell image convert` does
-//! (`wasmcell_image::read_artifact`), runs with `ctr run` through the shim.
+//! CNCF Wasm OCI artifacts (a raw `application/wasm` layer, config
+//! `application/vnd.wasm.config.v0+json`) through the shim:
+//! - run directly from containerd's content store: as the container's image (what CRI does
+//!   from containerd 1.6.25 / 1.7.7 on: an empty snapshot, the image named on the container),
+//!   or named by the annotation `wasmcell.dev/image` (for `ctr run --rootfs`, as ctr cannot
+//!   unpack such an image);
+//! - converted as `wasmcell image convert` does (`wasmcell_image::read_artifact`) and run with
+//!   `ctr run`.
 mod common;
 
-use common::{assert_clean, containerd, run};
+use std::path::{Path, PathBuf};
+
+use common::{assert_clean, containerd, import_artifact, run, run_artifact, RUNTIME};
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, StartRequest, WaitRequest,
+};
+use containerd_client::tonic::Request;
+use oci_spec::runtime::Spec;
 use wasmcell_test_guests as guests;
+use wasmcell_testing::{Containerd, CtrOutput};
+
+const HELLO: &str = "Hello from a wasmcell guest!\n";
+
+/// `ctr run --rm` of the artifact `image` named by annotation, in normal mode.
+fn run_annotated(c: &Containerd, image: &str, id: &str, args: &[&str]) -> CtrOutput {
+    run_artifact(c, RUNTIME, image, id, args)
+}
+
+#[test]
+fn an_artifact_named_by_annotation_runs_from_the_content_store() {
+    let c = containerd();
+    let core = "docker.io/library/hello-artifact:p1";
+    import_artifact(&c, guests::HELLO_P1, "wasip1", core);
+    let component = "docker.io/library/hello-artifact:p2";
+    import_artifact(&c, guests::HELLO_P2, "wasip2", component);
+
+    // No args: argv is the image reference alone.
+    let out = run_annotated(&c, core, "artifact-core", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    let out = run_annotated(&c, component, "artifact-component", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+
+    // Args are the guest's argv, whatever argv[0] says.
+    let out = run_annotated(&c, core, "artifact-args", &["hello", "one", "two"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "Hello from a wasmcell guest! args: one two\n"),
+        "{out:?}"
+    );
+    assert_clean(&c);
+}
+
+#[test]
+fn a_missing_or_damaged_artifact_fails_at_create_naming_it() {
+    let c = containerd();
+    let out = run_annotated(&c, "docker.io/library/absent:1", "absent", &[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("image docker.io/library/absent:1"),
+        "{out:?}"
+    );
+
+    // Same length, other bytes: containerd serves it as it is; the shim refuses to run it.
+    let reference = "docker.io/library/damaged:1";
+    let layer = import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+    let blob = c
+        .root_dir()
+        .join("io.containerd.content.v1.content/blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).expect("read the layer blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("damage the layer blob");
+    let out = run_annotated(&c, reference, "damaged", &[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    for needle in [layer.as_str(), "does not match its digest", reference] {
+        assert!(out.stderr.contains(needle), "missing {needle:?} in {out:?}");
+    }
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert_clean(&c);
+}
+
+/// A container created through containerd's API as CRI creates one for an artifact image: the
+/// image named on the container, an empty snapshot as its rootfs, the pod's args in the spec.
+/// Returns the guest's exit status and stdout.
+fn run_as_cri_does(c: &Containerd, image: &str, id: &str, args: &[&str]) -> (u32, String) {
+    let stdout = c.dir().join(format!("{id}.stdout"));
+    std::fs::write(&stdout, "").expect("create stdout file");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let status = runtime.block_on(async {
+        let channel = containerd_client::connect(c.socket())
+            .await
+            .expect("connect to containerd");
+        let mut containers = ContainersClient::new(channel.clone());
+        let mut snapshots = SnapshotsClient::new(channel.clone());
+        let mut tasks = TasksClient::new(channel.clone());
+        let container = Container {
+            id: id.to_string(),
+            image: image.to_string(),
+            runtime: Some(Runtime {
+                name: RUNTIME.to_string(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".to_string(),
+                value: spec_json(c, id, args),
+            }),
+            snapshotter: c.snapshotter().to_string(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        containers
+            .create(in_namespace(
+                c,
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+            ))
+            .await
+            .expect("create container");
+        let mounts = snapshots
+            .prepare(in_namespace(
+                c,
+                PrepareSnapshotRequest {
+                    snapshotter: c.snapshotter().to_string(),
+                    key: id.to_string(),
+                    parent: String::new(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("prepare an empty snapshot")
+            .into_inner()
+            .mounts;
+        tasks
+            .create(in_namespace(
+                c,
+                CreateTaskRequest {
+                    container_id: id.to_string(),
+                    rootfs: mounts,
+                    stdout: stdout.display().to_string(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create task");
+        let wait = {
+            let mut tasks = tasks.clone();
+            let request = in_namespace(
+                c,
+                WaitRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                },
+            );
+            tokio::spawn(async move { tasks.wait(request).await })
+        };
+        tasks
+            .start(in_namespace(
+                c,
+                StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                },
+            ))
+            .await
+            .expect("start task");
+        let status = wait
+            .await
+            .expect("wait task")
+            .expect("wait task")
+            .into_inner()
+            .exit_status;
+        tasks
+            .delete(in_namespace(
+                c,
+                DeleteTaskRequest {
+                    container_id: id.to_string(),
+                },
+            ))
+            .await
+            .expect("delete task");
+        containers
+            .delete(in_namespace(
+                c,
+                DeleteContainerRequest { id: id.to_string() },
+            ))
+            .await
+            .expect("delete container");
+        snapshots
+            .remove(in_namespace(
+                c,
+                RemoveSnapshotRequest {
+                    snapshotter: c.snapshotter().to_string(),
+                    key: id.to_string(),
+                },
+            ))
+            .await
+            .expect("remove snapshot");
+        status
+    });
+    let out = std::fs::read_to_string(&stdout).expect("read stdout");
+    (status, out)
+}
+
+/// `message` as a request in `c`'s namespace.
+fn in_namespace<T>(c: &Containerd, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert(
+        "containerd-namespace",
+        c.namespace().parse().expect("namespace header"),
+    );
+    r
+}
+
+/// The runtime spec of a container with a writable `rootfs`, `args` and the cgroup path `ctr`
+/// would give it.
+fn spec_json(c: &Containerd, id: &str, args: &[&str]) -> Vec<u8> {
+    let mut spec = Spec::default();
+    let mut process = spec.process().clone().expect("default process");
+    process.set_terminal(Some(false));
+    process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    process.set_cwd(PathBuf::from("/"));
+    spec.set_process(Some(process));
+    let mut root = spec.root().clone().expect("default root");
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(false));
+    spec.set_root(Some(root));
+    let mut linux = spec.linux().clone().expect("default linux");
+    linux.set_cgroups_path(Some(Path::new("/").join(c.namespace()).join(id)));
+    spec.set_linux(Some(linux));
+    serde_json::to_vec(&spec).expect("serialize spec")
+}
+
+#[test]
+fn an_artifact_runs_as_the_containers_image_on_an_empty_snapshot() {
+    let c = containerd();
+    let reference = "docker.io/library/hello-artifact:cri";
+    import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+
+    // No args (no command in the pod spec, none in a Wasm config).
+    let (status, out) = run_as_cri_does(&c, reference, "cri-no-args", &[]);
+    assert_eq!((status, out.as_str()), (0, HELLO));
+    // A pod's command and args; `/app.wasm` is not in the empty rootfs.
+    let (status, out) = run_as_cri_does(&c, reference, "cri-args", &["/app.wasm", "x"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "Hello from a wasmcell guest! args: x\n")
+    );
+    assert_clean(&c);
+}
 
 #[test]
 fn a_converted_artifact_runs() {
@@ -23,10 +277,6 @@ fn a_converted_artifact_runs() {
     c.import(&tar);
 
     let out = run(&c, &[], reference, "artifact-1", &[]);
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (0, "Hello from a wasmcell guest!\n"),
-        "{out:?}"
-    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
     assert_clean(&c);
 }

@@ -5,7 +5,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{events_during, import_image, shims_of, task_status, tasks, wait_exit, SHIM};
+use common::{
+    events_during, import_artifact, import_image, run_artifact, shims_of, task_status, tasks,
+    wait_exit, SHIM,
+};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::{Containerd, CtrOutput};
 
@@ -133,6 +136,16 @@ fn hello_components_and_exit_codes_in_one_manager() {
     );
     let out = run(&c, &[], &probe, "trap", &["/app.wasm", "trap"]);
     assert_eq!(out.code, 134, "{out:?}");
+
+    // A Wasm OCI artifact, its module read from containerd's content store.
+    let artifact = "docker.io/library/hello-artifact:p2";
+    import_artifact(&c, guests::HELLO_P2, "wasip2", artifact);
+    let out = run_artifact(&c, SHARED, artifact, "artifact", &["hello", "a"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "Hello from a wasmcell guest! args: a\n"),
+        "{out:?}"
+    );
 
     assert_eq!(
         manager(&c),

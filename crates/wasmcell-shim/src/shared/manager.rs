@@ -91,6 +91,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         events.clone(),
         reaper,
         activity.clone(),
+        flags.address.clone(),
     ));
     let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
         .ok()

@@ -26,9 +26,10 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim_protos::shim_async::Task;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use tracing::Instrument;
-use wasmcell_core::{Engine, RunPlan, WasmBinary, WorkloadSpec};
+use wasmcell_core::Engine;
 use wasmcell_wasmtime::WasmtimeEngine;
 
+use crate::artifact::Containerd;
 use crate::events::Events;
 use crate::instance::{lock, Status as InstanceStatus};
 use crate::reaper::Reaper;
@@ -55,6 +56,8 @@ pub(crate) struct SharedService {
     engine: Arc<WasmtimeEngine>,
     events: Events,
     activity: Arc<Activity>,
+    /// containerd's gRPC socket, where artifact images are looked up.
+    containerd_address: String,
 }
 
 impl SharedService {
@@ -63,6 +66,7 @@ impl SharedService {
         events: Events,
         reaper: Reaper,
         activity: Arc<Activity>,
+        containerd_address: String,
     ) -> Self {
         SharedService {
             instances: Mutex::default(),
@@ -71,6 +75,15 @@ impl SharedService {
             engine,
             events,
             activity,
+            containerd_address,
+        }
+    }
+
+    /// containerd's API for `namespace`.
+    fn containerd(&self, namespace: &str) -> Containerd {
+        Containerd {
+            address: self.containerd_address.clone(),
+            namespace: namespace.to_string(),
         }
     }
 
@@ -82,7 +95,7 @@ impl SharedService {
                 Arc::new(TaskService::new(
                     self.events.in_namespace(namespace),
                     self.reaper.clone(),
-                    namespace,
+                    self.containerd(namespace),
                     Arc::new(ExitSignal::default()),
                 ))
             })
@@ -169,6 +182,7 @@ impl SharedService {
             return created;
         }
         let engine = self.engine.clone();
+        let containerd = self.containerd(&namespace);
         let id = req.id.clone();
         let (b, stdin, stdout, stderr) = (
             bundle.clone(),
@@ -179,7 +193,18 @@ impl SharedService {
         // Plan, module and compiled code, off the executor.
         let span = tracing::debug_span!("prepare");
         let prepared = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| prepare(&engine, &id, &spec, &b, &stdin, &stdout, &stderr))
+            span.in_scope(|| {
+                prepare(
+                    &engine,
+                    &containerd,
+                    &id,
+                    &spec,
+                    &b,
+                    &stdin,
+                    &stdout,
+                    &stderr,
+                )
+            })
         })
         .await
         .map_err(|e| {
@@ -373,8 +398,10 @@ fn publish_exit(events: &Events, id: &str, pid: u32, exit: Exit) {
 }
 
 /// Resolve the bundle's run plan from its `spec` and compile its module (blocking work).
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     engine: &WasmtimeEngine,
+    containerd: &Containerd,
     id: &str,
     spec: &Spec,
     bundle: &Path,
@@ -383,8 +410,8 @@ fn prepare(
     stderr: &str,
 ) -> Result<Prepared, ShimError> {
     let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
-    let workload_spec = WorkloadSpec::from_oci(spec).map_err(|e| workload(e.to_string()))?;
-    let plan = RunPlan::resolve(&workload_spec, bundle).map_err(|e| workload(e.to_string()))?;
+    let (plan, wasm) =
+        crate::artifact::load(spec, bundle, id, containerd).map_err(|e| workload(e.to_string()))?;
     // Guests share the manager's network namespace: they get sockets only when the container
     // asked for the host's network (no network namespace of its own).
     let plan = if plan.network && !host_network(spec) {
@@ -402,7 +429,6 @@ fn prepare(
             plan.with_memory_limit(Some(cap))
         }
     };
-    let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.to_string()))?;
     engine
         .prepare(&plan, &wasm)
         .map_err(|e| workload(e.to_string()))?;

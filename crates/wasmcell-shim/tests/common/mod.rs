@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use wasmcell_image::ImageSpec;
 use wasmcell_testing::{Containerd, CtrOutput};
 
@@ -135,4 +136,56 @@ pub fn events_during(c: &Containerd, during: impl FnOnce()) -> String {
     let _ = events.kill();
     let out = events.wait_with_output().expect("ctr events output");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Write `module` as a Wasm artifact for `os` named `reference` and import it without
+/// unpacking (the only way ctr takes it); returns the layer's digest.
+pub fn import_artifact(c: &Containerd, module: &str, os: &str, reference: &str) -> String {
+    let bytes = std::fs::read(module).expect("read guest");
+    let dir = c
+        .dir()
+        .join("artifacts")
+        .join(reference.replace(['/', ':'], "_"));
+    let layout = wasmcell_testing::ArtifactLayout::new(&dir);
+    let layer = layout.blob("application/wasm", &bytes);
+    let digest = layer["digest"].as_str().expect("layer digest").to_string();
+    let mut manifest = layout.manifest(os, vec![layer]);
+    manifest["annotations"] = json!({ "org.opencontainers.image.ref.name": reference });
+    layout.write_index(vec![manifest]);
+    let tar = dir.with_extension("tar");
+    layout.write_tar(&tar);
+    let tar = tar.display().to_string();
+    let out = c.run_ctr(&["images", "import", "--no-unpack", "--all-platforms", &tar]);
+    assert!(out.success(), "{out:?}");
+    let listed = c.run_ctr(&["images", "ls", "-q"]);
+    assert!(listed.stdout.contains(reference), "{listed:?}");
+    digest
+}
+
+/// `ctr run --rm --runtime RUNTIME --annotation wasmcell.dev/image=IMAGE --rootfs <empty dir>
+/// ID [args...]`
+pub fn run_artifact(
+    c: &Containerd,
+    runtime: &str,
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> CtrOutput {
+    let rootfs = c.dir().join("empty-rootfs").join(id);
+    std::fs::create_dir_all(&rootfs).expect("mkdir rootfs");
+    let rootfs = rootfs.display().to_string();
+    let annotation = format!("wasmcell.dev/image={image}");
+    let mut argv = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        "--annotation",
+        &annotation,
+        "--rootfs",
+        &rootfs,
+        id,
+    ];
+    argv.extend_from_slice(args);
+    c.run_ctr(&argv)
 }

@@ -1,0 +1,372 @@
+//! Where a container's module comes from: its rootfs, or the Wasm layer of a CNCF Wasm OCI
+//! artifact in containerd's content store.
+//!
+//! An artifact image (config `application/vnd.wasm.config.v0+json`, a raw `application/wasm`
+//! layer) unpacks to an empty rootfs: CRI (containerd 1.6.25, 1.7.7, 2.0 and later) pulls it
+//! and gives the container an empty snapshot, and config.json does not name the image. So the
+//! module is looked up in containerd over its gRPC API (`-address`): container -> image ->
+//! manifest (the `wasm` entry of an index) -> layer, every blob checked against its digest
+//! and size by [`wasmcell_image::read_artifact_from`].
+//!
+//! This happens only when the rootfs cannot answer: the annotation [`IMAGE_ANNOTATION`] names
+//! an image, or the spec has no args, or its entrypoint is not in the rootfs. A container
+//! whose module is in its rootfs never talks to containerd.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::Request;
+use oci_spec::image::{Descriptor, Digest, MediaType};
+use oci_spec::runtime::Spec;
+use wasmcell_core::{ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec};
+use wasmcell_image::{read_artifact_from, ArtifactError, BlobSource, ImageError};
+
+/// Annotation naming the image whose Wasm layer a container runs, e.g. for
+/// `ctr run --rootfs <empty dir> --annotation wasmcell.dev/image=<ref>` (ctr cannot unpack an
+/// artifact image, so it cannot name it as the container's image).
+pub(crate) const IMAGE_ANNOTATION: &str = "wasmcell.dev/image";
+
+/// How long one call to containerd may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a container's module could not be found.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The bundle or its module in the rootfs is unusable.
+    #[error(transparent)]
+    Core(#[from] wasmcell_core::Error),
+    /// The rootfs has no entrypoint, and the container's image has no module to run instead.
+    #[error("{rootfs}; and the container's image has no wasm layer to run instead: {image}")]
+    NoModule {
+        /// Why the rootfs could not answer.
+        rootfs: wasmcell_core::Error,
+        /// Why the image could not.
+        image: String,
+    },
+    /// The image the container names could not be read.
+    #[error("image {image}: {cause}")]
+    Image {
+        /// The image reference.
+        image: String,
+        /// What went wrong.
+        cause: Lookup,
+    },
+}
+
+/// Why an image could not be read from containerd.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Lookup {
+    /// containerd could not be reached or refused a call.
+    #[error("{0}")]
+    Containerd(String),
+    /// The image is not a usable Wasm artifact.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+impl LoadError {
+    /// The exit status the guest process reports for this error.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::Core(e) => e.exit_code(),
+            LoadError::NoModule { rootfs, .. } => rootfs.exit_code(),
+            LoadError::Image { .. } => wasmcell_core::EXIT_NOT_FOUND,
+        }
+    }
+}
+
+/// containerd's gRPC API for one namespace: where the shim looks up artifact images.
+#[derive(Debug, Clone)]
+pub(crate) struct Containerd {
+    /// containerd's gRPC socket, as `-address` gave it.
+    pub(crate) address: String,
+    /// The containerd namespace of the container.
+    pub(crate) namespace: String,
+}
+
+/// The run plan and module of container `id` (bundle `bundle`, runtime spec `spec`).
+pub(crate) fn load(
+    spec: &Spec,
+    bundle: &Path,
+    id: &str,
+    containerd: &Containerd,
+) -> Result<(RunPlan, WasmBinary), LoadError> {
+    if let Some(image) = annotated_image(spec) {
+        return from_image(spec, bundle, containerd, &image);
+    }
+    let from_rootfs = || -> Result<(RunPlan, WasmBinary), wasmcell_core::Error> {
+        let plan = RunPlan::resolve(&WorkloadSpec::from_oci(spec)?, bundle)?;
+        let wasm = WasmBinary::read(&plan.module)?;
+        Ok((plan, wasm))
+    };
+    let rootfs_error = match from_rootfs() {
+        Ok(found) => return Ok(found),
+        Err(e) if rootfs_lacks_module(&e) => e,
+        Err(e) => return Err(e.into()),
+    };
+    tracing::debug!(container = %id, error = %rootfs_error, "no module in the rootfs, asking containerd for the image");
+    let image = match containerd.image_of(id) {
+        Ok(Some(image)) => image,
+        // No image (e.g. `ctr run --rootfs`): the rootfs was the only place to look.
+        Ok(None) => return Err(rootfs_error.into()),
+        Err(e) => {
+            return Err(LoadError::NoModule {
+                rootfs: rootfs_error,
+                image: e.to_string(),
+            })
+        }
+    };
+    match from_image(spec, bundle, containerd, &image) {
+        Ok(found) => Ok(found),
+        // An ordinary image whose entrypoint is wrong: say only that.
+        Err(LoadError::Image {
+            cause:
+                Lookup::Image(ImageError::Artifact(
+                    ArtifactError::NotWasm { .. } | ArtifactError::NoWasmLayer { .. },
+                )),
+            ..
+        }) => Err(rootfs_error.into()),
+        Err(LoadError::Image { image, cause }) => Err(LoadError::NoModule {
+            rootfs: rootfs_error,
+            image: format!("image {image}: {cause}"),
+        }),
+        Err(other) => Err(other),
+    }
+}
+
+/// The image [`IMAGE_ANNOTATION`] names, if any.
+fn annotated_image(spec: &Spec) -> Option<String> {
+    spec.annotations()
+        .as_ref()?
+        .get(IMAGE_ANNOTATION)
+        .filter(|v| !v.is_empty())
+        .cloned()
+}
+
+/// Whether `e` says the rootfs holds no module (no args, or no such entrypoint), as an
+/// artifact's empty rootfs does, rather than a bad spec or a bad module.
+fn rootfs_lacks_module(e: &wasmcell_core::Error) -> bool {
+    match e {
+        wasmcell_core::Error::Spec(SpecError::Missing { field }) => *field == "process.args",
+        wasmcell_core::Error::Resolve(ResolveError::Entrypoint { source, .. }) => {
+            source.kind() == std::io::ErrorKind::NotFound
+        }
+        wasmcell_core::Error::Module(wasmcell_core::ModuleError::NotFound { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The plan and module of a container that runs the Wasm layer of `image`. The spec's args
+/// are the guest's argv; with none, argv is the image reference alone.
+fn from_image(
+    spec: &Spec,
+    bundle: &Path,
+    containerd: &Containerd,
+    image: &str,
+) -> Result<(RunPlan, WasmBinary), LoadError> {
+    let artifact = containerd
+        .artifact(image)
+        .map_err(|cause| LoadError::Image {
+            image: image.to_string(),
+            cause,
+        })?;
+    let mut spec = spec.clone();
+    if let Some(process) = spec.process_mut() {
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            process.set_args(Some(vec![image.to_string()]));
+        }
+    }
+    let workload = WorkloadSpec::from_oci(&spec).map_err(wasmcell_core::Error::from)?;
+    let module = PathBuf::from(artifact.module.path());
+    let plan = RunPlan::resolve_with_module(&workload, bundle, module)
+        .map_err(wasmcell_core::Error::from)?;
+    tracing::info!(
+        image,
+        manifest = %artifact.manifest_digest,
+        media_type = %artifact.media_type,
+        "module read from the image's wasm layer"
+    );
+    Ok((plan, artifact.module))
+}
+
+impl Containerd {
+    /// The image container `id` was created from, or `None` if it names none.
+    fn image_of(&self, id: &str) -> Result<Option<String>, String> {
+        let client = self.connect()?;
+        let container = client.call(async {
+            ContainersClient::new(client.channel.clone())
+                .get(client.request(GetContainerRequest { id: id.to_string() }))
+                .await
+        });
+        let container = container
+            .map_err(|e| format!("failed to look up container {id} in containerd: {e}"))?
+            .container
+            .ok_or_else(|| format!("containerd returned no container {id}"))?;
+        Ok(Some(container.image).filter(|i| !i.is_empty()))
+    }
+
+    /// The Wasm module of the artifact image `image`.
+    fn artifact(&self, image: &str) -> Result<wasmcell_image::WasmArtifact, Lookup> {
+        let client = self.connect().map_err(Lookup::Containerd)?;
+        let found = client.call(async {
+            ImagesClient::new(client.channel.clone())
+                .get(client.request(GetImageRequest {
+                    name: image.to_string(),
+                }))
+                .await
+        });
+        let invalid = |m: String| Lookup::Containerd(m);
+        let target = found
+            .map_err(|e| invalid(format!("failed to look it up in containerd: {e}")))?
+            .image
+            .and_then(|i| i.target)
+            .ok_or_else(|| invalid("containerd returned no target for it".to_string()))?;
+        let digest = Digest::from_str(&target.digest).map_err(|e| {
+            invalid(format!(
+                "its target digest {:?} is invalid: {e}",
+                target.digest
+            ))
+        })?;
+        let size = u64::try_from(target.size)
+            .map_err(|_| invalid(format!("its target size {} is invalid", target.size)))?;
+        let target = Descriptor::new(MediaType::from(target.media_type.as_str()), size, digest);
+        let store = ContentStore {
+            client: &client,
+            image,
+        };
+        Ok(read_artifact_from(&store, &target)?)
+    }
+
+    fn connect(&self) -> Result<Client, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("failed to start a runtime to reach containerd: {e}"))?;
+        let path = self
+            .address
+            .strip_prefix("unix://")
+            .unwrap_or(&self.address)
+            .to_string();
+        let channel = runtime
+            .block_on(async {
+                tokio::time::timeout(CALL_TIMEOUT, containerd_client::connect(&path)).await
+            })
+            .map_err(|_| format!("containerd at {path} did not answer in {CALL_TIMEOUT:?}"))?
+            .map_err(|e| format!("failed to connect to containerd at {path}: {e}"))?;
+        let namespace = self
+            .namespace
+            .parse()
+            .map_err(|_| format!("namespace {:?} is not a valid header", self.namespace))?;
+        Ok(Client {
+            runtime,
+            channel,
+            namespace,
+            address: path,
+        })
+    }
+}
+
+/// One connection to containerd, used from blocking code.
+struct Client {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    namespace: containerd_client::tonic::metadata::MetadataValue<
+        containerd_client::tonic::metadata::Ascii,
+    >,
+    address: String,
+}
+
+impl Client {
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", self.namespace.clone());
+        request
+    }
+
+    /// Run one call to completion, within [`CALL_TIMEOUT`].
+    fn call<T>(
+        &self,
+        call: impl Future<
+            Output = Result<
+                containerd_client::tonic::Response<T>,
+                containerd_client::tonic::Status,
+            >,
+        >,
+    ) -> Result<T, String> {
+        self.runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+            .map_err(|_| {
+                format!(
+                    "containerd at {} did not answer in {CALL_TIMEOUT:?}",
+                    self.address
+                )
+            })?
+            .map(|r| r.into_inner())
+            .map_err(|status| status.message().to_string())
+    }
+}
+
+/// The blobs of one image in containerd's content store.
+struct ContentStore<'a> {
+    client: &'a Client,
+    image: &'a str,
+}
+
+impl BlobSource for ContentStore<'_> {
+    fn name(&self) -> String {
+        format!("image {}", self.image)
+    }
+
+    fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, ArtifactError> {
+        let blob_error = |message: String| ArtifactError::Blob {
+            from: self.name(),
+            digest: digest.to_string(),
+            source: std::io::Error::other(message),
+        };
+        let client = self.client;
+        let read = async {
+            let mut stream = ContentClient::new(client.channel.clone())
+                .read(client.request(ReadContentRequest {
+                    digest: digest.to_string(),
+                    offset: 0,
+                    size: 0,
+                }))
+                .await
+                .map_err(|status| status.message().to_string())?
+                .into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|status| status.message().to_string())?
+            {
+                bytes.extend_from_slice(&chunk.data);
+                // Longer than asked for: the caller only needs to see that it is.
+                if bytes.len() as u64 >= max {
+                    bytes.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+                    break;
+                }
+            }
+            Ok::<_, String>(bytes)
+        };
+        client
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, read).await })
+            .map_err(|_| {
+                blob_error(format!(
+                    "containerd at {} did not answer in {CALL_TIMEOUT:?}",
+                    client.address
+                ))
+            })?
+            .map_err(blob_error)
+    }
+}
