@@ -49,8 +49,8 @@ pub struct FilesSpec {
     pub env: Vec<String>,
     /// The config's `WorkingDir`.
     pub working_dir: Option<String>,
-    /// The manifest's annotations; left out when empty. With two or more, their order in the
-    /// manifest (and so its digest) may differ from one build to the next.
+    /// The manifest's annotations; left out when empty. Every JSON blob is written with its
+    /// keys sorted, so the same spec always gives the same digests.
     pub annotations: BTreeMap<String, String>,
     /// The layer's entries, in order.
     pub entries: Vec<LayerEntry>,
@@ -152,7 +152,7 @@ impl FilesSpec {
                     .build()?,
             )
             .build()?;
-        let config = serde_json::to_vec(&config)?;
+        let config = canonical_json(&config)?;
         let config_digest = sha256(&config);
 
         let mut manifest = ImageManifestBuilder::default()
@@ -168,7 +168,7 @@ impl FilesSpec {
             let annotations: HashMap<_, _> = self.annotations.clone().into_iter().collect();
             manifest = manifest.annotations(annotations);
         }
-        let manifest = serde_json::to_vec(&manifest.build()?)?;
+        let manifest = canonical_json(&manifest.build()?)?;
         let manifest_digest = sha256(&manifest);
 
         let mut annotations = HashMap::from([(
@@ -217,8 +217,15 @@ impl Image {
             .media_type(MediaType::ImageIndex)
             .manifests(vec![self.manifest.clone()])
             .build()?;
-        Ok(serde_json::to_vec(&index)?)
+        canonical_json(&index)
     }
+}
+
+/// `value` as JSON with the keys of every object sorted, so that a blob's bytes (and so its
+/// digest) do not depend on a `HashMap`'s order, e.g. of annotations.
+fn canonical_json(value: &impl serde::Serialize) -> Result<Vec<u8>, ImageError> {
+    // serde_json's `Value` keeps object keys in a `BTreeMap` (no `preserve_order` feature).
+    Ok(serde_json::to_vec(&serde_json::to_value(value)?)?)
 }
 
 fn descriptor(media_type: MediaType, blob: &[u8], digest: &str) -> Result<Descriptor, ImageError> {
@@ -288,6 +295,29 @@ mod tests {
         for (digest, blob) in &image.blobs {
             assert_eq!(&sha256(blob), digest);
         }
+    }
+
+    #[test]
+    fn the_same_spec_gives_the_same_bytes_whatever_the_hash_order() {
+        let mut spec = FilesSpec::new("docker.io/library/t:1");
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            spec.annotations
+                .insert(format!("dev.wasmcell.{key}"), key.into());
+        }
+        let first = spec.build().expect("build");
+        let index = first.index_json().expect("index");
+        // Each build fills new `HashMap`s with new random seeds.
+        for _ in 0..16 {
+            let again = spec.build().expect("build");
+            assert_eq!(again.manifest_digest(), first.manifest_digest());
+            assert_eq!(again.index_json().expect("index"), index);
+        }
+        let index = String::from_utf8(index).expect("utf-8");
+        let name = index.find("io.containerd.image.name").expect("name");
+        let tag = index
+            .find("org.opencontainers.image.ref.name")
+            .expect("tag");
+        assert!(name < tag, "annotation keys sorted: {index}");
     }
 
     #[test]
