@@ -402,7 +402,8 @@ async fn read_blob(plan: &Plan, digest: &str) -> anyhow::Result<serde_json::Valu
     serde_json::from_slice(&bytes).with_context(|| format!("blob {digest} is not JSON"))
 }
 
-/// The chain id of the image's top layer (its unpacked snapshot), checked to exist.
+/// The chain id of the image's top layer (its unpacked snapshot), checked to exist; empty for a
+/// Wasm OCI artifact, which has no layer to unpack.
 async fn chain_id(plan: &Plan) -> anyhow::Result<String> {
     let image = ImagesClient::new(plan.channel.clone())
         .get(req(
@@ -442,6 +443,11 @@ async fn chain_id(plan: &Plan) -> anyhow::Result<String> {
         .as_array()
         .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
         .unwrap_or_default();
+    if diff_ids.is_empty() && config["architecture"] == "wasm" {
+        // A Wasm OCI artifact: no layer to unpack; the container gets an empty snapshot, as
+        // CRI gives it, and the shim reads the module from the content store.
+        return Ok(String::new());
+    }
     let mut chain = diff_ids
         .first()
         .with_context(|| format!("image {} has no layers", plan.image))?

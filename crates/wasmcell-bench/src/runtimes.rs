@@ -104,6 +104,9 @@ pub(crate) fn prepare(
     containerd.import(&tar);
 
     let wasm_image = "docker.io/library/bench-probe:latest".to_string();
+    let artifact = import_artifact(&containerd)?;
+    let empty_rootfs = containerd.dir().join("empty-rootfs");
+    std::fs::create_dir_all(&empty_rootfs)?;
     let mut runtimes = vec![
         Runtime {
             name: "wasmcell".into(),
@@ -130,6 +133,23 @@ pub(crate) fn prepare(
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
             process_marker: MANAGER_MARKER.into(),
+        },
+        // The same module as a CNCF Wasm OCI artifact, read from containerd's content store.
+        Runtime {
+            name: "wasmcell artifact".into(),
+            runtime_type: "io.containerd.wasmcell.v1".into(),
+            image: artifact.clone(),
+            run_args: vec![
+                "--runtime".into(),
+                "io.containerd.wasmcell.v1".into(),
+                "--annotation".into(),
+                format!("wasmcell.dev/image={artifact}"),
+                "--rootfs".into(),
+                empty_rootfs.display().to_string(),
+            ],
+            hello: vec!["/app.wasm".into(), "args".into()],
+            sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
+            process_marker: "containerd-shim-wasmcell-v1".into(),
         },
         Runtime {
             name: "runc + busybox".into(),
@@ -158,4 +178,23 @@ pub(crate) fn prepare(
         });
     }
     Ok((containerd, runtimes))
+}
+
+/// The probe guest as a CNCF Wasm OCI artifact (a raw `application/wasm` layer), imported
+/// without unpacking as ctr must; returns its reference.
+fn import_artifact(containerd: &Containerd) -> anyhow::Result<String> {
+    let reference = "docker.io/library/bench-probe-artifact:latest";
+    let module = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
+    let layout = wasmcell_testing::ArtifactLayout::new(&containerd.dir().join("artifact"));
+    let mut manifest = layout.wasm_manifest("wasip1", &module);
+    manifest["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
+    layout.write_index(vec![manifest]);
+    let tar = containerd.dir().join("artifact.tar");
+    layout.write_tar(&tar);
+    let tar = tar.display().to_string();
+    let out = containerd.run_ctr(&["images", "import", "--no-unpack", "--all-platforms", &tar]);
+    if !out.success() {
+        bail!("importing the artifact image failed: {out:?}");
+    }
+    Ok(reference.to_string())
 }
