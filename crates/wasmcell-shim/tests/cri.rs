@@ -564,3 +564,26 @@ fn a_wasm_container_and_a_linux_sidecar_talk_over_the_pods_loopback() {
     wait_for_log(&status, "stdout", "got: hello-from-sidecar\n");
     remove_pod_and_assert_clean(&c, &cri, &pod_id, &[&server_id, &sidecar_id]);
 }
+
+#[test]
+fn a_wasm_oci_artifact_runs_in_a_pod() {
+    let c = cri_containerd();
+    let cri = c.cri();
+    let reference = "docker.io/library/hello-artifact:cri";
+    common::import_artifact_into(&c, CRI_NAMESPACE, guests::HELLO_P1, "wasip1", reference);
+    let image = cri
+        .wait_for_image(reference, WAIT)
+        .expect("CRI sees the artifact image")
+        .id;
+    let (pod_id, pod) = run_pod(&c, &cri, "artifact-pod");
+    let config = container_config("artifact", &image, &["hello.wasm"], &["one"], &pod);
+    let id = start(&c, &cri, &pod_id, &pod, &config);
+    let status = wait_state(&c, &cri, &id, api::ContainerState::ContainerExited);
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    wait_for_log(
+        &status,
+        "stdout",
+        "Hello from a wasmcell guest! args: one\n",
+    );
+    remove_pod_and_assert_clean(&c, &cri, &pod_id, &[&id]);
+}

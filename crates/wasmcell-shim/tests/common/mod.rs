@@ -141,6 +141,17 @@ pub fn events_during(c: &Containerd, during: impl FnOnce()) -> String {
 /// Write `module` as a Wasm artifact for `os` named `reference` and import it without
 /// unpacking (the only way ctr takes it); returns the layer's digest.
 pub fn import_artifact(c: &Containerd, module: &str, os: &str, reference: &str) -> String {
+    import_artifact_into(c, c.namespace(), module, os, reference)
+}
+
+/// [`import_artifact`] into containerd namespace `namespace`.
+pub fn import_artifact_into(
+    c: &Containerd,
+    namespace: &str,
+    module: &str,
+    os: &str,
+    reference: &str,
+) -> String {
     let bytes = std::fs::read(module).expect("read guest");
     let dir = c
         .dir()
@@ -155,9 +166,12 @@ pub fn import_artifact(c: &Containerd, module: &str, os: &str, reference: &str) 
     let tar = dir.with_extension("tar");
     layout.write_tar(&tar);
     let tar = tar.display().to_string();
-    let out = c.run_ctr(&["images", "import", "--no-unpack", "--all-platforms", &tar]);
+    let out = c.run_ctr_in(
+        namespace,
+        &["images", "import", "--no-unpack", "--all-platforms", &tar],
+    );
     assert!(out.success(), "{out:?}");
-    let listed = c.run_ctr(&["images", "ls", "-q"]);
+    let listed = c.run_ctr_in(namespace, &["images", "ls", "-q"]);
     assert!(listed.stdout.contains(reference), "{listed:?}");
     digest
 }
