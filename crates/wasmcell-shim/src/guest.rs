@@ -1,7 +1,8 @@
 //! The guest process: a re-exec of the shim binary as `guest`, one per container.
 //!
-//! Once the shim has placed it in the container's cgroup (byte `p` on the control socket at
-//! fd 3), it prepares the workload (bundle -> run plan, module read and compiled) and reports on the
+//! Once it is in the container's cgroup (on cgroup v1 it joins by itself through the
+//! `--cgroup-tasks` files, before anything else; then byte `p` on the control socket at fd 3),
+//! it prepares the workload (bundle -> run plan, module read and compiled) and reports on the
 //! control socket at fd 3: `ready`, or `error <exit code> <message>`. It then waits for the
 //! shim's start byte, runs the guest with the container's stdio (its own fds 0-2), and exits
 //! with the guest's status. `oom` is reported on the socket before an out-of-memory exit. If the
@@ -27,6 +28,12 @@ pub(crate) const PREPARE: u8 = b'p';
 /// The byte the shim writes to start the guest.
 pub(crate) const START: u8 = b's';
 
+/// Environment variable holding containerd's gRPC address (`-address`), where the guest
+/// process looks up an artifact image.
+pub(crate) const ADDRESS_ENV: &str = "WASMCELL_CONTAINERD_ADDRESS";
+/// Environment variable holding the container's containerd namespace.
+pub(crate) const NAMESPACE_ENV: &str = "WASMCELL_CONTAINERD_NAMESPACE";
+
 /// Exit status when the shim went away before starting the guest.
 const EXIT_NOT_STARTED: i32 = 137;
 
@@ -42,8 +49,16 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     let mut control = UnixStream::from(control);
 
-    // Wait until the shim has placed this process in the container's cgroup, so that the
-    // cgroup namespace is rooted there and preparing the module is accounted to the container.
+    // Join the container's cgroup (v1) while this process has one thread: see cgroup.rs.
+    if let Err(e) = join_cgroup(args) {
+        let code = wasmcell_core::EXIT_CONFIG_ERROR;
+        let _ = writeln!(control, "error {code} {}", one_line(&e));
+        return code;
+    }
+
+    // Wait until the shim has placed this process in the container's cgroup (or knows it is
+    // there), so that the cgroup namespace is rooted there and preparing the module is
+    // accounted to the container.
     let mut byte = [0u8; 1];
     match control.read(&mut byte) {
         Ok(1) if byte[0] == PREPARE => {}
@@ -52,8 +67,8 @@ pub(crate) fn main(args: &[String]) -> i32 {
 
     let bundle = PathBuf::from(bundle);
     let containerd = Containerd {
-        address: flag(args, "--address").unwrap_or_default(),
-        namespace: flag(args, "--namespace").unwrap_or_default(),
+        address: std::env::var(ADDRESS_ENV).unwrap_or_default(),
+        namespace: std::env::var(NAMESPACE_ENV).unwrap_or_default(),
     };
     let mut timings = Timings::new();
     let spec = match enter_namespaces(&bundle) {
@@ -162,6 +177,20 @@ fn enter_namespaces(bundle: &Path) -> Result<Spec, String> {
     let spec = Spec::load(&path).map_err(|e| format!("failed to load {}: {e}", path.display()))?;
     crate::namespaces::enter(&spec)?;
     Ok(spec)
+}
+
+/// Move this process into its cgroup by writing `0` to each `--cgroup-tasks` file. Only the
+/// calling thread moves, so this must run before any other thread starts.
+fn join_cgroup(args: &[String]) -> Result<(), String> {
+    let files = args
+        .windows(2)
+        .filter(|w| w[0] == "--cgroup-tasks")
+        .map(|w| Path::new(&w[1]));
+    for file in files {
+        std::fs::write(file, "0")
+            .map_err(|e| format!("failed to join cgroup through {}: {e}", file.display()))?;
+    }
+    Ok(())
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {

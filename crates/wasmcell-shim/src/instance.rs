@@ -15,8 +15,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::artifact::Containerd;
-use crate::cgroup::Cgroup;
-use crate::guest::{CONTROL_FD, PREPARE, START, SUBCOMMAND};
+use crate::cgroup::{Cgroup, Join};
+use crate::guest::{ADDRESS_ENV, CONTROL_FD, NAMESPACE_ENV, PREPARE, START, SUBCOMMAND};
 use crate::linux::Runc;
 use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
@@ -87,74 +87,31 @@ impl Instance {
         spec: &Spec,
         containerd: &Containerd,
     ) -> Result<Self, ShimError> {
-        let spawn_span = tracing::debug_span!("spawn_guest").entered();
         let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| ShimError::io("failed to create the guest control socket", e))?;
-        let exe = std::env::current_exe()
-            .map_err(|e| ShimError::io("failed to find the shim binary", e))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg(SUBCOMMAND)
-            .arg("--bundle")
-            .arg(&req.bundle)
-            .arg("--id")
-            .arg(&req.id)
-            .arg("--address")
-            .arg(&containerd.address)
-            .arg("--namespace")
-            .arg(&containerd.namespace)
-            .current_dir(&req.bundle)
-            .env_clear()
-            .stdin(stdio.stdin)
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr);
-        for var in ["RUST_LOG", wasmcell_wasmtime::CACHE_DIR_ENV] {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
-        cmd.fd_mappings(vec![FdMapping {
-            parent_fd: OwnedFd::from(theirs),
-            child_fd: CONTROL_FD,
-        }])
-        .map_err(|e| {
-            ShimError::io(
-                "failed to map the guest control socket",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
 
-        let child = cmd.spawn().map_err(|e| {
-            ShimError::io(
-                format!("failed to start the guest process for {}", req.id),
-                e,
-            )
-        })?;
-        drop(cmd);
-        let pid = child.id();
-        // The reaper owns waiting; `child` is never waited on.
-        drop(child);
-
-        drop(spawn_span);
         let cgroup_span = tracing::debug_span!("cgroup").entered();
-        let cgroup = match Cgroup::for_spec(spec, &req.id) {
-            Ok(cg) => {
-                let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-                match cg.add(pid as i32, resources) {
-                    Ok(()) => Some(cg),
-                    Err(e) => {
-                        abandon(pid, Some(&cg));
-                        return Err(e);
-                    }
-                }
-            }
-            Err(e) => {
-                abandon(pid, None);
+        let cgroup = Cgroup::for_spec(spec, &req.id)?;
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let join = cgroup
+            .prepare_join(resources)
+            .inspect_err(|_| cgroup.remove())?;
+        drop(cgroup_span);
+
+        let spawn_span = tracing::debug_span!("spawn_guest").entered();
+        let spawned = spawn_guest(&req, containerd, stdio, theirs, &join);
+        let pid = spawned.inspect_err(|_| cgroup.remove())?;
+        drop(spawn_span);
+
+        if let Join::ByShim = join {
+            let _span = tracing::debug_span!("cgroup_add", pid).entered();
+            if let Err(e) = cgroup.add(pid as i32, resources) {
+                abandon(pid, Some(&cgroup));
                 return Err(e);
             }
-        };
-
-        drop(cgroup_span);
+        }
+        let cgroup = Some(cgroup);
         // Until the guest process reports `ready`: namespaces, plan, module, compiled code.
         let _prepare_span = tracing::debug_span!("prepare", pid).entered();
         let instance = Instance::created(req, pid, cgroup, None);
@@ -345,6 +302,61 @@ impl Instance {
 
 /// Give up on a guest process that failed before it was ready: kill it, wait (bounded) until it
 /// has left its cgroup, and remove the cgroup.
+/// Start `containerd-shim-wasmcell-v1 guest` for `req` with the container's stdio as fds 0-2
+/// and `control` at [`CONTROL_FD`]; returns its pid.
+fn spawn_guest(
+    req: &CreateRequest,
+    containerd: &Containerd,
+    stdio: GuestStdio,
+    control: UnixStream,
+    join: &Join,
+) -> Result<u32, ShimError> {
+    let exe =
+        std::env::current_exe().map_err(|e| ShimError::io("failed to find the shim binary", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(SUBCOMMAND)
+        .arg("--bundle")
+        .arg(&req.bundle)
+        .arg("--id")
+        .arg(&req.id)
+        .current_dir(&req.bundle)
+        .env_clear()
+        // In the environment, not on the command line, which names the guest's shim alone.
+        .env(ADDRESS_ENV, &containerd.address)
+        .env(NAMESPACE_ENV, &containerd.namespace)
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr);
+    if let Join::ByGuest(files) = join {
+        for file in files {
+            cmd.arg("--cgroup-tasks").arg(file);
+        }
+    }
+    for var in ["RUST_LOG", wasmcell_wasmtime::CACHE_DIR_ENV] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: OwnedFd::from(control),
+        child_fd: CONTROL_FD,
+    }])
+    .map_err(|e| {
+        ShimError::io(
+            "failed to map the guest control socket",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let child = cmd.spawn().map_err(|e| {
+        ShimError::io(
+            format!("failed to start the guest process for {}", req.id),
+            e,
+        )
+    })?;
+    // The reaper owns waiting; `child` is never waited on.
+    Ok(child.id())
+}
+
 fn abandon(pid: u32, cgroup: Option<&Cgroup>) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -189,13 +189,7 @@ fn run_as_cri_does(c: &Containerd, image: &str, id: &str, args: &[&str]) -> (u32
             ))
             .await
             .expect("delete task");
-        containers
-            .delete(in_namespace(
-                c,
-                DeleteContainerRequest { id: id.to_string() },
-            ))
-            .await
-            .expect("delete container");
+        // The snapshot first: once its container is gone, containerd's collector may take it.
         snapshots
             .remove(in_namespace(
                 c,
@@ -206,6 +200,13 @@ fn run_as_cri_does(c: &Containerd, image: &str, id: &str, args: &[&str]) -> (u32
             ))
             .await
             .expect("remove snapshot");
+        containers
+            .delete(in_namespace(
+                c,
+                DeleteContainerRequest { id: id.to_string() },
+            ))
+            .await
+            .expect("delete container");
         status
     });
     let out = std::fs::read_to_string(&stdout).expect("read stdout");

@@ -115,6 +115,33 @@ fn metrics_pids_and_namespaces_are_the_guest_process_own() {
         String::from_utf8_lossy(&cmdline).contains("guest"),
         "pid {pid} is not the guest"
     );
+    // Every thread of the guest process sits in the container's cgroup in every hierarchy
+    // (on cgroup v1 the process joins by itself, one thread, before it starts others).
+    let want = format!("/{}/metered", c.namespace());
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("guest threads");
+    let mut checked = 0;
+    for thread in threads {
+        let path = thread.expect("thread").path().join("cgroup");
+        let text = std::fs::read_to_string(&path).expect("thread cgroups");
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (controllers, cgroup) = (parts.nth(1).unwrap_or(""), parts.next().unwrap_or(""));
+            let ours = [
+                "memory",
+                "pids",
+                "cpu,cpuacct",
+                "cpu",
+                "cpuset",
+                "devices",
+                "freezer",
+            ];
+            if ours.contains(&controllers) || (controllers.is_empty() && cgroup != "/") {
+                assert_eq!(cgroup, want, "{} says {line}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no cgroup of the guest's threads was checked");
     // ctr's default spec asks for mount, network, uts and ipc namespaces.
     for ns in ["mnt", "net", "uts", "ipc"] {
         let guest = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("guest ns");
