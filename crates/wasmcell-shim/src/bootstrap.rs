@@ -252,7 +252,12 @@ fn task_methods(
 /// `prepare`; `start`) log their duration when they close (`time.busy`, `time.idle`), and the
 /// guest process's own steps come with `guest prepared`.
 fn init_logging(debug: bool, manager: bool) {
-    let default = if debug { "debug" } else { "info" };
+    // libcgroups warns of every v1 controller the host lacks, on every container.
+    let default = if debug {
+        "debug,libcgroups=error"
+    } else {
+        "info,libcgroups=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let log = OpenOptions::new()

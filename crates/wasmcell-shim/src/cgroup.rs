@@ -7,6 +7,7 @@
 //! measured). A pid written to `cgroup.procs` by another process, as runc and the v2 path
 //! here do, pays that wait.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use containerd_shim::protos::cgroups::metrics::{
@@ -209,9 +210,10 @@ fn v1_join_files(path: &Path) -> Result<Vec<PathBuf>, ShimError> {
             path.display()
         )));
     }
+    let mounts = v1_mounts()?;
     let mut files = Vec::new();
     for controller in V1_CONTROLLERS {
-        let Ok(mount) = libcgroups::v1::util::get_subsystem_mount_point(&controller) else {
+        let Some(mount) = mounts.get(&controller.to_string()) else {
             continue;
         };
         let dir = mount.join(&relative);
@@ -222,12 +224,44 @@ fn v1_join_files(path: &Path) -> Result<Vec<PathBuf>, ShimError> {
         std::fs::create_dir_all(&dir).map_err(|e| cgroup_err("create", &dir, e))?;
         if controller == ControllerType::CpuSet {
             for name in ["cpuset.cpus", "cpuset.mems"] {
-                inherit_down(&mount, &relative, name)?;
+                inherit_down(mount, &relative, name)?;
             }
         }
         files.push(file);
     }
     Ok(files)
+}
+
+/// Where each v1 controller's hierarchy is mounted, by controller name (`cpu`, `memory`, ...),
+/// from one read of `/proc/self/mountinfo`.
+fn v1_mounts() -> Result<HashMap<String, PathBuf>, ShimError> {
+    let path = "/proc/self/mountinfo";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ShimError::io(format!("failed to read {path}"), e))?;
+    Ok(parse_v1_mounts(&text))
+}
+
+fn parse_v1_mounts(text: &str) -> HashMap<String, PathBuf> {
+    let mut mounts = HashMap::new();
+    for line in text.lines() {
+        // `<id> <parent> <dev> <root> <mount point> <options> [<tags>...] - <fs> <source> <super>`
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fs = fs.split(' ');
+        if fs.next() != Some("cgroup") {
+            continue;
+        }
+        let (Some(point), Some(options)) = (mount.split(' ').nth(4), fs.nth(1)) else {
+            continue;
+        };
+        for controller in options.split(',') {
+            mounts
+                .entry(controller.to_string())
+                .or_insert_with(|| PathBuf::from(point));
+        }
+    }
+    mounts
 }
 
 /// Fill the empty `file` of each directory from `root` down along `relative` with its
@@ -258,4 +292,34 @@ fn cgroup_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ShimError {
         format!("failed to {what} cgroup {}", path.display()),
         std::io::Error::other(e.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_hierarchies_are_found_by_controller() {
+        let mountinfo = "\
+25 1 0:23 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+26 25 0:24 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+27 25 0:25 / /sys/fs/cgroup/memory rw,relatime shared:10 - cgroup cgroup rw,memory
+28 25 0:26 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+29 25 0:27 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+";
+        let mounts = parse_v1_mounts(mountinfo);
+        let at = |c: &str| mounts.get(c).map(|p| p.display().to_string());
+        assert_eq!(at("cpu").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(at("cpuacct").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(at("memory").as_deref(), Some("/sys/fs/cgroup/memory"));
+        assert_eq!(at("pids"), None);
+        // cgroup2 is not a v1 hierarchy.
+        assert!(mounts.values().all(|p| !p.ends_with("unified")));
+    }
+
+    #[test]
+    fn a_cgroup_path_may_not_go_up() {
+        let err = v1_join_files(Path::new("/default/../../etc")).expect_err("refused");
+        assert!(err.to_string().contains("/default/../../etc"), "{err}");
+    }
 }
