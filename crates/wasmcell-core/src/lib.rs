@@ -27,7 +27,7 @@ mod workload_kind;
 
 pub use engine::{Engine, EngineError, GuestExit, Interrupt};
 pub use error::Error;
-pub use module::{looks_like_wasm, ModuleError, ModuleKind, WasmBinary};
+pub use module::{looks_like_wasm, FetchBytes, ModuleError, ModuleKind, WasmBinary};
 pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
 pub use secure_join::secure_join;
 pub use spec::{MountSpec, SpecError, WorkloadSpec, NETWORK_ANNOTATION};

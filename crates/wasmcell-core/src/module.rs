@@ -82,6 +82,19 @@ struct Binary {
     kind: ModuleKind,
     digest: OnceLock<[u8; 32]>,
     bytes: OnceLock<Vec<u8>>,
+    /// Where the bytes come from when they are not in [`Binary::path`].
+    fetch: Option<Fetch>,
+}
+
+/// Fetches a module's bytes on demand, for [`WasmBinary::deferred`]; its error is a message.
+pub type FetchBytes = Box<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>;
+
+struct Fetch(FetchBytes);
+
+impl std::fmt::Debug for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fetch")
+    }
 }
 
 /// How much of a module is read and hashed at a time (a multiple of BLAKE3's parallel unit).
@@ -118,6 +131,7 @@ impl WasmBinary {
                 kind,
                 digest: OnceLock::from(*hasher.finalize().as_bytes()),
                 bytes: OnceLock::new(),
+                fetch: None,
             }),
         })
     }
@@ -131,8 +145,25 @@ impl WasmBinary {
                 kind,
                 digest: OnceLock::new(),
                 bytes: OnceLock::from(bytes),
+                fetch: None,
             }),
         })
+    }
+
+    /// A binary known by its kind and digest alone, e.g. from an earlier read of the same
+    /// content: a host that finds its compiled code in a cache never fetches it. `fetch` is
+    /// called by [`WasmBinary::bytes`] only when the bytes are needed, and what it returns
+    /// is checked against `kind` and `digest` then; `name` names the binary in errors.
+    pub fn deferred(name: &Path, kind: ModuleKind, digest: [u8; 32], fetch: FetchBytes) -> Self {
+        WasmBinary {
+            inner: Arc::new(Binary {
+                path: name.to_path_buf(),
+                kind,
+                digest: OnceLock::from(digest),
+                bytes: OnceLock::new(),
+                fetch: Some(Fetch(fetch)),
+            }),
+        }
     }
 
     /// Where the binary was read from.
@@ -145,19 +176,24 @@ impl WasmBinary {
         self.inner.kind
     }
 
-    /// The raw bytes, read from [`WasmBinary::path`] on first use unless given to
-    /// [`WasmBinary::from_bytes`]. Fails when the file can no longer be read or no longer has
-    /// the digest it had when it was opened.
+    /// The raw bytes, read from [`WasmBinary::path`] (or fetched, for
+    /// [`WasmBinary::deferred`]) on first use unless given to [`WasmBinary::from_bytes`]. Fails
+    /// when they can no longer be read or no longer have the digest they had.
     pub fn bytes(&self) -> Result<&[u8], ModuleError> {
         if let Some(bytes) = self.inner.bytes.get() {
             return Ok(bytes);
         }
         let path = &self.inner.path;
-        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
+        let read = match &self.inner.fetch {
+            Some(Fetch(fetch)) => fetch().map_err(std::io::Error::other),
+            None => std::fs::read(path),
+        };
+        let bytes = read.map_err(|source| ModuleError::Read {
             path: path.clone(),
             source,
         })?;
-        if crate::digest::blake3(&bytes) != self.digest() {
+        let same_kind = classify(&bytes).is_ok_and(|kind| kind == self.inner.kind);
+        if !same_kind || crate::digest::blake3(&bytes) != self.digest() {
             return Err(ModuleError::Changed { path: path.clone() });
         }
         Ok(self.inner.bytes.get_or_init(|| bytes))
@@ -294,5 +330,54 @@ mod tests {
         let err = WasmBinary::read(Path::new("/nonexistent/x.wasm")).expect_err("missing");
         assert_eq!(err.exit_code(), crate::EXIT_NOT_FOUND);
         assert_eq!(err.to_string(), "module /nonexistent/x.wasm not found");
+    }
+
+    #[test]
+    fn a_deferred_binary_fetches_only_when_its_bytes_are_needed_and_checks_them() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let digest = *blake3::hash(&module).as_bytes();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let deferred = |served: Vec<u8>| {
+            let calls = calls.clone();
+            let fetch: FetchBytes = Box::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(served.clone())
+            });
+            WasmBinary::deferred(
+                Path::new("image a@sha256:1"),
+                ModuleKind::Core,
+                digest,
+                fetch,
+            )
+        };
+
+        let good = deferred(module.clone());
+        assert_eq!((good.kind(), good.digest()), (ModuleKind::Core, digest));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "nothing fetched for kind and digest"
+        );
+        assert_eq!(good.bytes().expect("bytes"), module.as_slice());
+        assert_eq!(good.bytes().expect("bytes again"), module.as_slice());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "fetched once");
+
+        let other = deferred(b"\0asm\x01\0\0\0other".to_vec());
+        assert!(matches!(other.bytes(), Err(ModuleError::Changed { .. })));
+        let component = deferred(b"\0asm\x0d\0\x01\0".to_vec());
+        assert!(matches!(
+            component.bytes(),
+            Err(ModuleError::Changed { .. })
+        ));
+
+        let failing: FetchBytes = Box::new(|| Err("containerd is gone".to_string()));
+        let err = WasmBinary::deferred(Path::new("image b"), ModuleKind::Core, digest, failing)
+            .bytes()
+            .expect_err("fetch fails");
+        assert_eq!(
+            err.to_string(),
+            "failed to read module image b: containerd is gone"
+        );
     }
 }

@@ -221,6 +221,38 @@ pub fn read_artifact_from(
     reader.artifact(&manifest)
 }
 
+/// The Wasm layer of an artifact, found by [`find_artifact_layer`] but not read.
+#[derive(Debug, Clone)]
+pub struct ArtifactLayer {
+    /// The layer's descriptor: its digest and size.
+    pub descriptor: Descriptor,
+    /// The layer's media type, e.g. `application/wasm`.
+    pub media_type: String,
+    /// The config's `os`, e.g. `wasip1` or `wasip2` (empty when the config has none).
+    pub os: String,
+    /// The digest of the manifest the layer is in.
+    pub manifest_digest: String,
+}
+
+impl ArtifactLayer {
+    /// The layer's bytes from `source`, checked against its size and sha256 digest.
+    pub fn read(&self, source: &dyn BlobSource) -> Result<Vec<u8>, ArtifactError> {
+        Reader { source }.blob(&self.descriptor, MAX_MODULE)
+    }
+}
+
+/// The Wasm layer of the artifact that `target` names in `source`, as
+/// [`read_artifact_from`] finds it (manifest, index and config read and checked), without
+/// reading the layer itself: for a host that may already know its content.
+pub fn find_artifact_layer(
+    source: &dyn BlobSource,
+    target: &Descriptor,
+) -> Result<ArtifactLayer, ImageError> {
+    let reader = Reader { source };
+    let manifest = reader.manifest_or_index(target, 0)?;
+    Ok(reader.layer(&manifest)?)
+}
+
 /// The checked reads and the manifest selection, over any blob source.
 struct Reader<'a> {
     source: &'a dyn BlobSource,
@@ -228,6 +260,19 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn artifact(&self, desc: &Descriptor) -> Result<WasmArtifact, ImageError> {
+        let layer = self.layer(desc)?;
+        let bytes = self.blob(&layer.descriptor, MAX_MODULE)?;
+        let name = format!("{}@{}", self.source.name(), layer.descriptor.digest());
+        Ok(WasmArtifact {
+            module: WasmBinary::from_bytes(Path::new(&name), bytes)?,
+            media_type: layer.media_type,
+            os: layer.os,
+            manifest_digest: layer.manifest_digest,
+        })
+    }
+
+    /// The Wasm layer of the manifest `desc` names, its config checked to be for `wasm`.
+    fn layer(&self, desc: &Descriptor) -> Result<ArtifactLayer, ArtifactError> {
         let from = self.source.name();
         let digest = desc.digest().to_string();
         let manifest: ImageManifest =
@@ -246,8 +291,7 @@ impl Reader<'_> {
                 from,
                 digest: config_digest,
                 architecture,
-            }
-            .into());
+            });
         }
 
         let layer = manifest
@@ -258,10 +302,8 @@ impl Reader<'_> {
                 from: from.clone(),
                 digest: digest.clone(),
             })?;
-        let bytes = self.blob(layer, MAX_MODULE)?;
-        let name = format!("{from}@{}", layer.digest());
-        Ok(WasmArtifact {
-            module: WasmBinary::from_bytes(Path::new(&name), bytes)?,
+        Ok(ArtifactLayer {
+            descriptor: layer.clone(),
             media_type: layer.media_type().to_string(),
             os: field("os"),
             manifest_digest: digest,

@@ -12,6 +12,7 @@
 //! an image, or the spec has no args, or its entrypoint is not in the rootfs. A container
 //! whose module is in its rootfs never talks to containerd.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -20,18 +21,28 @@ use std::time::Duration;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::services::v1::{
+    GetContainerRequest, GetImageRequest, Info, InfoRequest, ReadContentRequest, UpdateRequest,
+};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use oci_spec::runtime::Spec;
-use wasmcell_core::{ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec};
-use wasmcell_image::{read_artifact_from, ArtifactError, BlobSource, ImageError};
+use wasmcell_core::{
+    FetchBytes, ModuleKind, ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec,
+};
+use wasmcell_image::{find_artifact_layer, ArtifactError, ArtifactLayer, BlobSource, ImageError};
 
 /// Annotation naming the image whose Wasm layer a container runs, e.g. for
 /// `ctr run --rootfs <empty dir> --annotation wasmcell.dev/image=<ref>` (ctr cannot unpack an
 /// artifact image, so it cannot name it as the container's image).
 pub(crate) const IMAGE_ANNOTATION: &str = "wasmcell.dev/image";
+
+/// Label on a Wasm layer blob in containerd's content store: the kind and BLAKE3 digest of
+/// its module (`core:<hex>` or `component:<hex>`), written after the layer was read and
+/// checked against its sha256 digest, so later starts can find its compiled code without
+/// reading the layer.
+pub(crate) const MODULE_LABEL: &str = "dev.wasmcell.module";
 
 /// How long one call to containerd may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,7 +182,7 @@ fn from_image(
     containerd: &Containerd,
     image: &str,
 ) -> Result<(RunPlan, WasmBinary), LoadError> {
-    let artifact = containerd
+    let (wasm, layer) = containerd
         .artifact(image)
         .map_err(|cause| LoadError::Image {
             image: image.to_string(),
@@ -184,16 +195,17 @@ fn from_image(
         }
     }
     let workload = WorkloadSpec::from_oci(&spec).map_err(wasmcell_core::Error::from)?;
-    let module = PathBuf::from(artifact.module.path());
+    let module = PathBuf::from(wasm.path());
     let plan = RunPlan::resolve_with_module(&workload, bundle, module)
         .map_err(wasmcell_core::Error::from)?;
     tracing::info!(
         image,
-        manifest = %artifact.manifest_digest,
-        media_type = %artifact.media_type,
-        "module read from the image's wasm layer"
+        manifest = %layer.manifest_digest,
+        layer = %layer.descriptor.digest(),
+        media_type = %layer.media_type,
+        "module from the image's wasm layer"
     );
-    Ok((plan, artifact.module))
+    Ok((plan, wasm))
 }
 
 impl Containerd {
@@ -212,36 +224,36 @@ impl Containerd {
         Ok(Some(container.image).filter(|i| !i.is_empty()))
     }
 
-    /// The Wasm module of the artifact image `image`.
-    fn artifact(&self, image: &str) -> Result<wasmcell_image::WasmArtifact, Lookup> {
+    /// The Wasm module of the artifact image `image`, and its layer. A layer this node has read
+    /// before is known by the label [`MODULE_LABEL`] on its blob: its module is then
+    /// [deferred](WasmBinary::deferred), fetched only if its compiled code is not cached.
+    fn artifact(&self, image: &str) -> Result<(WasmBinary, ArtifactLayer), Lookup> {
         let client = self.connect().map_err(Lookup::Containerd)?;
-        let found = client.call(async {
-            ImagesClient::new(client.channel.clone())
-                .get(client.request(GetImageRequest {
-                    name: image.to_string(),
-                }))
-                .await
-        });
-        let invalid = |m: String| Lookup::Containerd(m);
-        let target = found
-            .map_err(|e| invalid(format!("failed to look it up in containerd: {e}")))?
-            .image
-            .and_then(|i| i.target)
-            .ok_or_else(|| invalid("containerd returned no target for it".to_string()))?;
-        let digest = Digest::from_str(&target.digest).map_err(|e| {
-            invalid(format!(
-                "its target digest {:?} is invalid: {e}",
-                target.digest
-            ))
-        })?;
-        let size = u64::try_from(target.size)
-            .map_err(|_| invalid(format!("its target size {} is invalid", target.size)))?;
-        let target = Descriptor::new(MediaType::from(target.media_type.as_str()), size, digest);
+        let target = client.image_target(image)?;
         let store = ContentStore {
             client: &client,
             image,
         };
-        Ok(read_artifact_from(&store, &target)?)
+        let layer = find_artifact_layer(&store, &target)?;
+        let digest = layer.descriptor.digest().to_string();
+        let name = PathBuf::from(format!("image {image}@{digest}"));
+        if let Some((kind, module_digest)) = client.known_module(&digest) {
+            let (containerd, image, found) = (self.clone(), image.to_string(), layer.clone());
+            let fetch: FetchBytes = Box::new(move || {
+                let client = containerd.connect()?;
+                let store = ContentStore {
+                    client: &client,
+                    image: &image,
+                };
+                found.read(&store).map_err(|e| e.to_string())
+            });
+            let wasm = WasmBinary::deferred(&name, kind, module_digest, fetch);
+            return Ok((wasm, layer));
+        }
+        let bytes = layer.read(&store).map_err(|e| Lookup::Image(e.into()))?;
+        let wasm = WasmBinary::from_bytes(&name, bytes).map_err(|e| Lookup::Image(e.into()))?;
+        client.remember_module(&digest, &wasm);
+        Ok((wasm, layer))
     }
 
     fn connect(&self) -> Result<Client, String> {
@@ -284,6 +296,81 @@ struct Client {
 }
 
 impl Client {
+    /// The descriptor image `image` points at (a manifest or an index).
+    fn image_target(&self, image: &str) -> Result<Descriptor, Lookup> {
+        let invalid = |m: String| Lookup::Containerd(m);
+        let found = self.call(async {
+            ImagesClient::new(self.channel.clone())
+                .get(self.request(GetImageRequest {
+                    name: image.to_string(),
+                }))
+                .await
+        });
+        let target = found
+            .map_err(|e| invalid(format!("failed to look it up in containerd: {e}")))?
+            .image
+            .and_then(|i| i.target)
+            .ok_or_else(|| invalid("containerd returned no target for it".to_string()))?;
+        let digest = Digest::from_str(&target.digest).map_err(|e| {
+            invalid(format!(
+                "its target digest {:?} is invalid: {e}",
+                target.digest
+            ))
+        })?;
+        let size = u64::try_from(target.size)
+            .map_err(|_| invalid(format!("its target size {} is invalid", target.size)))?;
+        Ok(Descriptor::new(
+            MediaType::from(target.media_type.as_str()),
+            size,
+            digest,
+        ))
+    }
+
+    /// The kind and BLAKE3 digest of the module in blob `digest`, if [`MODULE_LABEL`] on it
+    /// records them.
+    fn known_module(&self, digest: &str) -> Option<(ModuleKind, [u8; 32])> {
+        let info = self.call(async {
+            ContentClient::new(self.channel.clone())
+                .info(self.request(InfoRequest {
+                    digest: digest.to_string(),
+                }))
+                .await
+        });
+        let label = info.ok()?.info?.labels.remove(MODULE_LABEL)?;
+        let known = parse_module_label(&label);
+        if known.is_none() {
+            tracing::warn!(
+                blob = digest,
+                label,
+                "ignoring a malformed {MODULE_LABEL} label"
+            );
+        }
+        known
+    }
+
+    /// Record the kind and digest of `wasm`, read from blob `digest`, in [`MODULE_LABEL`] on
+    /// the blob. Best effort: a start without it reads the layer again.
+    fn remember_module(&self, digest: &str, wasm: &WasmBinary) {
+        let label = module_label(wasm.kind(), &wasm.digest());
+        let update = self.call(async {
+            ContentClient::new(self.channel.clone())
+                .update(self.request(UpdateRequest {
+                    info: Some(Info {
+                        digest: digest.to_string(),
+                        labels: HashMap::from([(MODULE_LABEL.to_string(), label)]),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec![format!("labels.{MODULE_LABEL}")],
+                    }),
+                }))
+                .await
+        });
+        if let Err(e) = update {
+            tracing::warn!(blob = digest, error = %e, "failed to label the wasm layer");
+        }
+    }
+
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request
@@ -313,6 +400,33 @@ impl Client {
             .map(|r| r.into_inner())
             .map_err(|status| status.message().to_string())
     }
+}
+
+/// `core:<blake3 hex>` or `component:<blake3 hex>`.
+fn module_label(kind: ModuleKind, digest: &[u8; 32]) -> String {
+    let kind = match kind {
+        ModuleKind::Core => "core",
+        ModuleKind::Component => "component",
+    };
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{kind}:{hex}")
+}
+
+fn parse_module_label(label: &str) -> Option<(ModuleKind, [u8; 32])> {
+    let (kind, hex) = label.split_once(':')?;
+    let kind = match kind {
+        "core" => ModuleKind::Core,
+        "component" => ModuleKind::Component,
+        _ => return None,
+    };
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((kind, digest))
 }
 
 /// The blobs of one image in containerd's content store.
@@ -368,5 +482,30 @@ impl BlobSource for ContentStore<'_> {
                 ))
             })?
             .map_err(blob_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_labels_round_trip_and_malformed_ones_are_refused() {
+        let digest: [u8; 32] = std::array::from_fn(|i| i as u8 * 7);
+        for kind in [ModuleKind::Core, ModuleKind::Component] {
+            let label = module_label(kind, &digest);
+            assert_eq!(parse_module_label(&label), Some((kind, digest)), "{label}");
+        }
+        let hex = "ab".repeat(32);
+        for bad in [
+            String::new(),
+            hex.clone(),
+            format!("module:{hex}"),
+            format!("core:{}", &hex[..62]),
+            format!("core:{hex}00"),
+            format!("core:{}zz", &hex[..62]),
+        ] {
+            assert_eq!(parse_module_label(&bad), None, "{bad:?}");
+        }
     }
 }

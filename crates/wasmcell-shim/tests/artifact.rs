@@ -56,6 +56,47 @@ fn an_artifact_named_by_annotation_runs_from_the_content_store() {
     assert_clean(&c);
 }
 
+/// The blob of `digest` in `c`'s content store.
+fn blob_path(c: &Containerd, digest: &str) -> PathBuf {
+    c.root_dir()
+        .join("io.containerd.content.v1.content/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Flip the last byte of blob `digest` (same size, other content).
+fn damage_blob(c: &Containerd, digest: &str) {
+    let blob = blob_path(c, digest);
+    let mut bytes = std::fs::read(&blob).expect("read the layer blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("damage the layer blob");
+}
+
+#[test]
+fn a_warm_start_of_an_artifact_reads_no_layer() {
+    let c = containerd();
+    let reference = "docker.io/library/hello-artifact:warm";
+    let layer = import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+    let out = run_annotated(&c, reference, "first", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+
+    // The first start labelled the layer with its module's kind and BLAKE3 digest.
+    let listed = c.run_ctr(&["content", "ls"]);
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&layer))
+        .unwrap_or_else(|| panic!("layer {layer} not listed: {listed:?}"));
+    assert!(line.contains("dev.wasmcell.module=core:"), "{line}");
+
+    // Damaged now, the layer is not read again: its compiled code (of the content that was
+    // checked against the digest) is found by the label.
+    damage_blob(&c, &layer);
+    let out = run_annotated(&c, reference, "warm", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    assert_clean(&c);
+}
+
 #[test]
 fn a_missing_or_damaged_artifact_fails_at_create_naming_it() {
     let c = containerd();
@@ -69,14 +110,7 @@ fn a_missing_or_damaged_artifact_fails_at_create_naming_it() {
     // Same length, other bytes: containerd serves it as it is; the shim refuses to run it.
     let reference = "docker.io/library/damaged:1";
     let layer = import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
-    let blob = c
-        .root_dir()
-        .join("io.containerd.content.v1.content/blobs/sha256")
-        .join(layer.trim_start_matches("sha256:"));
-    let mut bytes = std::fs::read(&blob).expect("read the layer blob");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&blob, &bytes).expect("damage the layer blob");
+    damage_blob(&c, &layer);
     let out = run_annotated(&c, reference, "damaged", &[]);
     assert_ne!(out.code, 0, "{out:?}");
     for needle in [layer.as_str(), "does not match its digest", reference] {
