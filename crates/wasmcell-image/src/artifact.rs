@@ -178,7 +178,8 @@ impl WasmArtifact {
 }
 
 /// Where the blobs of an image come from: an OCI image layout, or a content store such as
-/// containerd's. [`read_artifact_from`] checks every blob it reads against its descriptor.
+/// containerd's. [`find_artifact_layer`] and [`ArtifactLayer::read`] check every blob they read against
+/// its descriptor.
 pub trait BlobSource {
     /// Names the source in errors, e.g. a layout's path or `image app:1 in containerd`.
     fn name(&self) -> String;
@@ -210,17 +211,6 @@ pub fn read_artifact(path: &Path) -> Result<WasmArtifact, ImageError> {
     reader.artifact(&manifest)
 }
 
-/// Read the Wasm OCI artifact that `target` names in `source`: an image manifest, or an
-/// index to pick the `wasm` manifest from as [`read_artifact`] does.
-pub fn read_artifact_from(
-    source: &dyn BlobSource,
-    target: &Descriptor,
-) -> Result<WasmArtifact, ImageError> {
-    let reader = Reader { source };
-    let manifest = reader.manifest_or_index(target, 0)?;
-    reader.artifact(&manifest)
-}
-
 /// The Wasm layer of an artifact, found by [`find_artifact_layer`] but not read.
 #[derive(Debug, Clone)]
 pub struct ArtifactLayer {
@@ -241,9 +231,10 @@ impl ArtifactLayer {
     }
 }
 
-/// The Wasm layer of the artifact that `target` names in `source`, as
-/// [`read_artifact_from`] finds it (manifest, index and config read and checked), without
-/// reading the layer itself: for a host that may already know its content.
+/// The Wasm layer of the artifact that `target` (an image manifest, or an index to pick the
+/// `wasm` manifest from) names in `source`, found as [`read_artifact`] finds it (manifest,
+/// index and config read and checked) but not read: for a host that may already know its
+/// content ([`ArtifactLayer::read`] reads it).
 pub fn find_artifact_layer(
     source: &dyn BlobSource,
     target: &Descriptor,

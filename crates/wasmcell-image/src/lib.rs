@@ -22,8 +22,8 @@ mod reference;
 
 pub use archive::ImageError;
 pub use artifact::{
-    find_artifact_layer, read_artifact, read_artifact_from, ArtifactError, ArtifactLayer,
-    BlobSource, WasmArtifact, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPES,
+    find_artifact_layer, read_artifact, ArtifactError, ArtifactLayer, BlobSource, WasmArtifact,
+    WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPES,
 };
 pub use blobs::{FilesSpec, Image, ImageSpec};
 pub use layer::LayerEntry;

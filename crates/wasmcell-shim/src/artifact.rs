@@ -6,7 +6,7 @@
 //! and gives the container an empty snapshot, and config.json does not name the image. So the
 //! module is looked up in containerd over its gRPC API (`-address`): container -> image ->
 //! manifest (the `wasm` entry of an index) -> layer, every blob checked against its digest
-//! and size by [`wasmcell_image::read_artifact_from`].
+//! and size by [`wasmcell_image::find_artifact_layer`] and [`wasmcell_image::ArtifactLayer::read`].
 //!
 //! This happens only when the rootfs cannot answer: the annotation [`IMAGE_ANNOTATION`] names
 //! an image, or the spec has no args, or its entrypoint is not in the rootfs. A container
