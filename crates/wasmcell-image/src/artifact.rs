@@ -178,8 +178,8 @@ impl WasmArtifact {
 }
 
 /// Where the blobs of an image come from: an OCI image layout, or a content store such as
-/// containerd's. [`find_artifact_layer`] and [`ArtifactLayer::read`] check every blob they read against
-/// its descriptor.
+/// containerd's. [`find_artifact_layer`] and [`ArtifactLayer::read`] check every blob they
+/// read against its descriptor.
 pub trait BlobSource {
     /// Names the source in errors, e.g. a layout's path or `image app:1 in containerd`.
     fn name(&self) -> String;
