@@ -27,6 +27,8 @@ use crate::runtimes::Runtime;
 
 /// The large module's image reference.
 pub(crate) const LARGE_IMAGE: &str = "docker.io/library/bench-large:latest";
+/// The same module as a CNCF Wasm OCI artifact.
+const LARGE_ARTIFACT: &str = "docker.io/library/bench-large-artifact:latest";
 /// The line the large module prints.
 const LARGE_OUTPUT: &str = "hello from a large module";
 /// Deadline of one `ctr run` of the large module (a cold compile of a debug shim is slow).
@@ -293,6 +295,7 @@ pub(crate) fn prepare(c: &Containerd, min_mib: usize) -> anyhow::Result<LargeMod
         .write_archive(&tar)
         .with_context(|| format!("failed to write {}", tar.display()))?;
     c.import(&tar);
+    crate::runtimes::import_artifact(c, &module.bytes, LARGE_ARTIFACT)?;
     eprintln!(
         "large module: {} functions, {:.1} MB, generated and imported in {:.1} s",
         module.functions,
@@ -302,22 +305,25 @@ pub(crate) fn prepare(c: &Containerd, min_mib: usize) -> anyhow::Result<LargeMod
     Ok(module)
 }
 
-/// `ctr run --rm` of `image` with `rt`'s runtime and `cmd`, with a long deadline; fails unless
-/// stdout holds `expect` (when given).
+/// `ctr run --rm [target...] ID [cmd...]` (target: the runtime and image, as in
+/// [`Runtime::run_args`]), with a long deadline; fails unless stdout holds `expect` (when
+/// given).
 fn run(
     c: &Containerd,
     rt: &Runtime,
-    (image, id): (&str, &str),
+    (target, id): (&[String], &str),
     cmd: &[&str],
     expect: Option<&str>,
 ) -> anyhow::Result<Duration> {
-    let mut args: Vec<&str> = vec!["run", "--rm", "--runtime", &rt.runtime_type, image, id];
+    let mut args: Vec<&str> = vec!["run", "--rm"];
+    args.extend(target.iter().map(String::as_str));
+    args.push(id);
     args.extend_from_slice(cmd);
     let start = Instant::now();
     let out = c.run_ctr_with_timeout(&args, LARGE_RUN_TIMEOUT);
     let took = start.elapsed();
     if !out.success() || !expect.is_none_or(|line| out.stdout.contains(line)) {
-        bail!("{} run {id} of {image} failed: {out:?}", rt.name);
+        bail!("{} run {id} of {target:?} failed: {out:?}", rt.name);
     }
     Ok(took)
 }
@@ -355,11 +361,14 @@ pub(crate) struct LargeReport {
     pub(crate) ratios: Vec<(String, f64)>,
 }
 
-/// Measure the large module with the normal runtime and, when given, the shared one.
+/// Measure the large module with the normal runtime and, when given, the shared one and the
+/// normal one from a Wasm OCI artifact.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn measure(
     c: &Containerd,
     normal: &Runtime,
     shared: Option<&Runtime>,
+    artifact: Option<&Runtime>,
     module: &LargeModule,
     cache_dir: &Path,
     cold_runs: usize,
@@ -369,32 +378,44 @@ pub(crate) fn measure(
     let hello: Vec<&str> = normal.hello.iter().map(String::as_str).collect();
     let large = ["/app.wasm"];
     let out = Some(LARGE_OUTPUT);
+    let image_of = |rt: &Runtime| -> Vec<String> {
+        vec![
+            "--runtime".into(),
+            rt.runtime_type.clone(),
+            LARGE_IMAGE.into(),
+        ]
+    };
     let mut no_cache = Vec::new();
     for i in 0..cold_runs {
         clear_cache(cache_dir)?;
         no_cache.push(run(
             c,
             normal,
-            (LARGE_IMAGE, &format!("large-cold-{i}")),
+            (&image_of(normal), &format!("large-cold-{i}")),
             &large,
             out,
         )?);
     }
     let first_cold = no_cache.first().copied().unwrap_or_default();
     // Populate the cache (the last cold run did) and warm up both workloads.
-    run(c, normal, (LARGE_IMAGE, "large-warmup"), &large, out)?;
+    run(c, normal, (&image_of(normal), "large-warmup"), &large, out)?;
     let mut rows = vec![Samples::new("large, normal, no cache", no_cache)];
     let mut ratios = Vec::new();
-    let mut modes = vec![("normal", normal)];
+    let mut modes = vec![("normal", normal, image_of(normal))];
     if let Some(s) = shared {
-        modes.push(("shared", s));
+        modes.push(("shared", s, image_of(s)));
     }
-    for (mode, rt) in modes {
-        // The shared manager loads the large module from the disk cache on its first run.
+    if let Some(a) = artifact {
+        let target = crate::runtimes::artifact_run_args(c, LARGE_ARTIFACT);
+        modes.push(("artifact", a, target));
+    }
+    for (mode, rt, target) in modes {
+        // The shared manager loads the large module from the disk cache on its first run; an
+        // artifact's first run reads and labels its layer.
         run(
             c,
             rt,
-            (LARGE_IMAGE, &format!("large-{mode}-warmup")),
+            (&target, &format!("large-{mode}-warmup")),
             &large,
             out,
         )?;
@@ -403,14 +424,14 @@ pub(crate) fn measure(
             big.push(run(
                 c,
                 rt,
-                (LARGE_IMAGE, &format!("large-{mode}-{i}")),
+                (&target, &format!("large-{mode}-{i}")),
                 &large,
                 out,
             )?);
             small.push(run(
                 c,
                 rt,
-                (&rt.image, &format!("hello-{mode}-{i}")),
+                (&rt.run_args, &format!("hello-{mode}-{i}")),
                 &hello,
                 None,
             )?);

@@ -79,11 +79,13 @@ fn main() -> anyhow::Result<()> {
             .find(|r| r.name == "wasmcell")
             .context("no wasmcell runtime")?;
         let shared = runtimes.iter().find(|r| r.name == "wasmcell shared");
+        let artifact = runtimes.iter().find(|r| r.name == "wasmcell artifact");
         let module = large::prepare(&containerd, cfg.large_mib)?;
         let r = large::measure(
             &containerd,
             normal,
             shared,
+            artifact,
             &module,
             &cache_dir,
             cfg.large_cold,
@@ -191,7 +193,7 @@ fn panels(
             bars: l
                 .rows
                 .iter()
-                .filter(|r| !r.label.contains("shared"))
+                .filter(|r| r.label.contains("normal"))
                 .map(|r| {
                     (
                         r.label.replace(", normal", "").replace(", same window", ""),

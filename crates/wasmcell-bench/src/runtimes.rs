@@ -104,9 +104,10 @@ pub(crate) fn prepare(
     containerd.import(&tar);
 
     let wasm_image = "docker.io/library/bench-probe:latest".to_string();
-    let artifact = import_artifact(&containerd)?;
-    let empty_rootfs = containerd.dir().join("empty-rootfs");
-    std::fs::create_dir_all(&empty_rootfs)?;
+    let artifact = "docker.io/library/bench-probe-artifact:latest";
+    let probe = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
+    import_artifact(&containerd, &probe, artifact)?;
+    std::fs::create_dir_all(containerd.dir().join("empty-rootfs"))?;
     let mut runtimes = vec![
         Runtime {
             name: "wasmcell".into(),
@@ -138,15 +139,8 @@ pub(crate) fn prepare(
         Runtime {
             name: "wasmcell artifact".into(),
             runtime_type: "io.containerd.wasmcell.v1".into(),
-            image: artifact.clone(),
-            run_args: vec![
-                "--runtime".into(),
-                "io.containerd.wasmcell.v1".into(),
-                "--annotation".into(),
-                format!("wasmcell.dev/image={artifact}"),
-                "--rootfs".into(),
-                empty_rootfs.display().to_string(),
-            ],
+            image: artifact.to_string(),
+            run_args: artifact_run_args(&containerd, artifact),
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
             process_marker: "containerd-shim-wasmcell-v1".into(),
@@ -180,21 +174,37 @@ pub(crate) fn prepare(
     Ok((containerd, runtimes))
 }
 
-/// The probe guest as a CNCF Wasm OCI artifact (a raw `application/wasm` layer), imported
-/// without unpacking as ctr must; returns its reference.
-fn import_artifact(containerd: &Containerd) -> anyhow::Result<String> {
-    let reference = "docker.io/library/bench-probe-artifact:latest";
-    let module = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
-    let layout = wasmcell_testing::ArtifactLayout::new(&containerd.dir().join("artifact"));
-    let mut manifest = layout.wasm_manifest("wasip1", &module);
+/// Write `module` as a CNCF Wasm OCI artifact (a raw `application/wasm` layer) tagged
+/// `reference` and import it without unpacking, as ctr must.
+pub(crate) fn import_artifact(
+    containerd: &Containerd,
+    module: &[u8],
+    reference: &str,
+) -> anyhow::Result<()> {
+    let name = reference.replace(['/', ':'], "_");
+    let layout = wasmcell_testing::ArtifactLayout::new(&containerd.dir().join(&name));
+    let mut manifest = layout.wasm_manifest("wasip1", module);
     manifest["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
     layout.write_index(vec![manifest]);
-    let tar = containerd.dir().join("artifact.tar");
+    let tar = containerd.dir().join(format!("{name}.tar"));
     layout.write_tar(&tar);
     let tar = tar.display().to_string();
     let out = containerd.run_ctr(&["images", "import", "--no-unpack", "--all-platforms", &tar]);
     if !out.success() {
-        bail!("importing the artifact image failed: {out:?}");
+        bail!("importing the artifact image {reference} failed: {out:?}");
     }
-    Ok(reference.to_string())
+    Ok(())
+}
+
+/// `ctr run` arguments that run the artifact `reference` with wasmcell's normal runtime: ctr
+/// cannot unpack it, so the image is named by annotation and the rootfs is an empty directory.
+pub(crate) fn artifact_run_args(containerd: &Containerd, reference: &str) -> Vec<String> {
+    vec![
+        "--runtime".into(),
+        "io.containerd.wasmcell.v1".into(),
+        "--annotation".into(),
+        format!("wasmcell.dev/image={reference}"),
+        "--rootfs".into(),
+        containerd.dir().join("empty-rootfs").display().to_string(),
+    ]
 }
