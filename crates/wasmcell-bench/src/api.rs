@@ -490,7 +490,7 @@ pub(crate) fn markdown(report: &ApiReport, tasks: usize, concurrency: usize) -> 
          deleted (with their container and snapshot) at concurrency {concurrency}:\n"
     );
     let runc = rows.iter().find(|r| r.name.starts_with("runc"));
-    let peer = rows.iter().find(|r| r.name.starts_with("peer"));
+    let peer = rows.iter().find(|r| r.name.starts_with("peer ("));
     let _ = writeln!(
         out,
         "| runtime | tasks/s | vs runc | vs peer | p50 ms per task | p99 ms per task |"

@@ -71,7 +71,7 @@ pub(crate) fn run_all(
     cfg: &Config,
 ) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
-    for rt in runtimes {
+    for rt in runtimes.iter().filter(|r| !r.api_only) {
         eprintln!("== {}", rt.name);
         let samples = latency(c, rt, cfg.runs)?;
         let tasks_per_s = throughput(c, rt, cfg.tasks, cfg.concurrency)?;
@@ -296,7 +296,7 @@ impl Report {
 
     pub(crate) fn markdown(&self) -> String {
         let baseline = self.rows.iter().find(|r| r.name.starts_with("runc"));
-        let peer = self.rows.iter().find(|r| r.name.starts_with("peer"));
+        let peer = self.rows.iter().find(|r| r.name.starts_with("peer ("));
         let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         let mut out = String::new();
         let _ = writeln!(

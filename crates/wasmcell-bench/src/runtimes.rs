@@ -23,6 +23,8 @@ pub(crate) struct Runtime {
     pub(crate) sleep: Vec<String>,
     /// Text that identifies this runtime's processes (shim binary name).
     pub(crate) process_marker: String,
+    /// Measured through containerd's API only, not with `ctr run` (which cannot run it).
+    pub(crate) api_only: bool,
 }
 
 /// The shared-mode manager's command line holds `-id manager`.
@@ -121,6 +123,7 @@ pub(crate) fn prepare(
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
             process_marker: "containerd-shim-wasmcell-v1".into(),
+            api_only: false,
         },
         Runtime {
             name: "wasmcell shared".into(),
@@ -134,6 +137,7 @@ pub(crate) fn prepare(
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
             process_marker: MANAGER_MARKER.into(),
+            api_only: false,
         },
         // The same module as a CNCF Wasm OCI artifact, read from containerd's content store.
         Runtime {
@@ -144,6 +148,7 @@ pub(crate) fn prepare(
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
             process_marker: "containerd-shim-wasmcell-v1".into(),
+            api_only: false,
         },
         Runtime {
             name: "runc + busybox".into(),
@@ -158,6 +163,7 @@ pub(crate) fn prepare(
             hello: vec!["/bin/busybox".into(), "echo".into(), "/app.wasm".into()],
             sleep: vec!["/bin/busybox".into(), "sleep".into(), "600".into()],
             process_marker: "containerd-shim-runc-v2".into(),
+            api_only: false,
         },
     ];
     if let Some((runtime, binary)) = peer_runtime {
@@ -165,10 +171,24 @@ pub(crate) fn prepare(
             name: format!("peer ({binary})"),
             runtime_type: runtime.clone(),
             image: wasm_image.clone(),
-            run_args: vec!["--runtime".into(), runtime, wasm_image],
+            run_args: vec!["--runtime".into(), runtime.clone(), wasm_image],
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
+            process_marker: binary.clone(),
+            api_only: false,
+        });
+        // The peer on the artifact too, as CRI runs it (ctr cannot): a peer that reads Wasm
+        // layers from the content store may precompile them, where it compiles a module in a
+        // rootfs on every start.
+        runtimes.push(Runtime {
+            name: format!("peer artifact ({binary})"),
+            runtime_type: runtime,
+            image: artifact.to_string(),
+            run_args: Vec::new(),
+            hello: vec!["/app.wasm".into(), "args".into()],
+            sleep: Vec::new(),
             process_marker: binary,
+            api_only: true,
         });
     }
     Ok((containerd, runtimes))
