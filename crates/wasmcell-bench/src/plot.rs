@@ -141,11 +141,16 @@ fn format_value(v: f64) -> String {
 
 /// A short name for a bar: `peer (containerd-shim-NAME-v1)` becomes `peer NAME`.
 pub(crate) fn short(name: &str) -> String {
-    match name
-        .strip_prefix("peer (containerd-shim-")
-        .and_then(|n| n.strip_suffix("-v1)"))
-    {
-        Some(peer) => format!("peer {peer}"),
-        None => name.to_string(),
+    for (prefix, label) in [
+        ("peer (containerd-shim-", "peer"),
+        ("peer artifact (containerd-shim-", "peer art."),
+    ] {
+        if let Some(peer) = name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix("-v1)"))
+        {
+            return format!("{label} {peer}");
+        }
     }
+    name.to_string()
 }
