@@ -110,7 +110,11 @@ pub(crate) fn load(
     containerd: &Containerd,
 ) -> Result<(RunPlan, WasmBinary), LoadError> {
     if let Some(image) = annotated_image(spec) {
-        return from_image(spec, bundle, containerd, &image);
+        let client = containerd.connect().map_err(|e| LoadError::Image {
+            image: image.clone(),
+            cause: Lookup::Containerd(e),
+        })?;
+        return from_image(spec, bundle, &client, &image);
     }
     let from_rootfs = || -> Result<(RunPlan, WasmBinary), wasmcell_core::Error> {
         let plan = RunPlan::resolve(&WorkloadSpec::from_oci(spec)?, bundle)?;
@@ -123,10 +127,14 @@ pub(crate) fn load(
         Err(e) => return Err(e.into()),
     };
     tracing::debug!(container = %id, error = %rootfs_error, "no module in the rootfs, asking containerd for the image");
-    let image = match containerd.image_of(id) {
-        Ok(Some(image)) => image,
+    let found = containerd.connect().and_then(|client| {
+        let image = client.image_of(id)?;
+        Ok((client, image))
+    });
+    let (client, image) = match found {
+        Ok((client, Some(image))) => (client, image),
         // No image (e.g. `ctr run --rootfs`): the rootfs was the only place to look.
-        Ok(None) => return Err(rootfs_error.into()),
+        Ok((_, None)) => return Err(rootfs_error.into()),
         Err(e) => {
             return Err(LoadError::NoModule {
                 rootfs: rootfs_error,
@@ -134,7 +142,7 @@ pub(crate) fn load(
             })
         }
     };
-    match from_image(spec, bundle, containerd, &image) {
+    match from_image(spec, bundle, &client, &image) {
         Ok(found) => Ok(found),
         // An ordinary image whose entrypoint is wrong: say only that.
         Err(LoadError::Image {
@@ -179,15 +187,13 @@ fn rootfs_lacks_module(e: &wasmcell_core::Error) -> bool {
 fn from_image(
     spec: &Spec,
     bundle: &Path,
-    containerd: &Containerd,
+    client: &Client,
     image: &str,
 ) -> Result<(RunPlan, WasmBinary), LoadError> {
-    let (wasm, layer) = containerd
-        .artifact(image)
-        .map_err(|cause| LoadError::Image {
-            image: image.to_string(),
-            cause,
-        })?;
+    let (wasm, layer) = client.artifact(image).map_err(|cause| LoadError::Image {
+        image: image.to_string(),
+        cause,
+    })?;
     let mut spec = spec.clone();
     if let Some(process) = spec.process_mut() {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -209,53 +215,6 @@ fn from_image(
 }
 
 impl Containerd {
-    /// The image container `id` was created from, or `None` if it names none.
-    fn image_of(&self, id: &str) -> Result<Option<String>, String> {
-        let client = self.connect()?;
-        let container = client.call(async {
-            ContainersClient::new(client.channel.clone())
-                .get(client.request(GetContainerRequest { id: id.to_string() }))
-                .await
-        });
-        let container = container
-            .map_err(|e| format!("failed to look up container {id} in containerd: {e}"))?
-            .container
-            .ok_or_else(|| format!("containerd returned no container {id}"))?;
-        Ok(Some(container.image).filter(|i| !i.is_empty()))
-    }
-
-    /// The Wasm module of the artifact image `image`, and its layer. A layer this node has read
-    /// before is known by the label [`MODULE_LABEL`] on its blob: its module is then
-    /// [deferred](WasmBinary::deferred), fetched only if its compiled code is not cached.
-    fn artifact(&self, image: &str) -> Result<(WasmBinary, ArtifactLayer), Lookup> {
-        let client = self.connect().map_err(Lookup::Containerd)?;
-        let target = client.image_target(image)?;
-        let store = ContentStore {
-            client: &client,
-            image,
-        };
-        let layer = find_artifact_layer(&store, &target)?;
-        let digest = layer.descriptor.digest().to_string();
-        let name = PathBuf::from(format!("image {image}@{digest}"));
-        if let Some((kind, module_digest)) = client.known_module(&digest) {
-            let (containerd, image, found) = (self.clone(), image.to_string(), layer.clone());
-            let fetch: FetchBytes = Box::new(move || {
-                let client = containerd.connect()?;
-                let store = ContentStore {
-                    client: &client,
-                    image: &image,
-                };
-                found.read(&store).map_err(|e| e.to_string())
-            });
-            let wasm = WasmBinary::deferred(&name, kind, module_digest, fetch);
-            return Ok((wasm, layer));
-        }
-        let bytes = layer.read(&store).map_err(|e| Lookup::Image(e.into()))?;
-        let wasm = WasmBinary::from_bytes(&name, bytes).map_err(|e| Lookup::Image(e.into()))?;
-        client.remember_module(&digest, &wasm);
-        Ok((wasm, layer))
-    }
-
     fn connect(&self) -> Result<Client, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -277,6 +236,7 @@ impl Containerd {
             .parse()
             .map_err(|_| format!("namespace {:?} is not a valid header", self.namespace))?;
         Ok(Client {
+            origin: self.clone(),
             runtime,
             channel,
             namespace,
@@ -287,6 +247,8 @@ impl Containerd {
 
 /// One connection to containerd, used from blocking code.
 struct Client {
+    /// What it is connected to, to connect again later.
+    origin: Containerd,
     runtime: tokio::runtime::Runtime,
     channel: Channel,
     namespace: containerd_client::tonic::metadata::MetadataValue<
@@ -296,6 +258,52 @@ struct Client {
 }
 
 impl Client {
+    /// The image container `id` was created from, or `None` if it names none.
+    fn image_of(&self, id: &str) -> Result<Option<String>, String> {
+        let container = self.call(async {
+            ContainersClient::new(self.channel.clone())
+                .get(self.request(GetContainerRequest { id: id.to_string() }))
+                .await
+        });
+        let container = container
+            .map_err(|e| format!("failed to look up container {id} in containerd: {e}"))?
+            .container
+            .ok_or_else(|| format!("containerd returned no container {id}"))?;
+        Ok(Some(container.image).filter(|i| !i.is_empty()))
+    }
+
+    /// The Wasm module of the artifact image `image`, and its layer. A layer this node has read
+    /// before is known by the label [`MODULE_LABEL`] on its blob: its module is then
+    /// [deferred](WasmBinary::deferred), fetched only if its compiled code is not cached.
+    fn artifact(&self, image: &str) -> Result<(WasmBinary, ArtifactLayer), Lookup> {
+        let target = self.image_target(image)?;
+        let store = ContentStore {
+            client: self,
+            image,
+        };
+        let layer = find_artifact_layer(&store, &target)?;
+        let digest = layer.descriptor.digest().to_string();
+        let name = PathBuf::from(format!("image {image}@{digest}"));
+        if let Some((kind, module_digest)) = self.known_module(&digest) {
+            let (containerd, image, found) =
+                (self.origin.clone(), image.to_string(), layer.clone());
+            let fetch: FetchBytes = Box::new(move || {
+                let client = containerd.connect()?;
+                let store = ContentStore {
+                    client: &client,
+                    image: &image,
+                };
+                found.read(&store).map_err(|e| e.to_string())
+            });
+            let wasm = WasmBinary::deferred(&name, kind, module_digest, fetch);
+            return Ok((wasm, layer));
+        }
+        let bytes = layer.read(&store).map_err(|e| Lookup::Image(e.into()))?;
+        let wasm = WasmBinary::from_bytes(&name, bytes).map_err(|e| Lookup::Image(e.into()))?;
+        self.remember_module(&digest, &wasm);
+        Ok((wasm, layer))
+    }
+
     /// The descriptor image `image` points at (a manifest or an index).
     fn image_target(&self, image: &str) -> Result<Descriptor, Lookup> {
         let invalid = |m: String| Lookup::Containerd(m);
