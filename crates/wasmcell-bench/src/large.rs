@@ -295,7 +295,7 @@ pub(crate) fn prepare(c: &Containerd, min_mib: usize) -> anyhow::Result<LargeMod
         .write_archive(&tar)
         .with_context(|| format!("failed to write {}", tar.display()))?;
     c.import(&tar);
-    crate::runtimes::import_artifact(c, &module.bytes, LARGE_ARTIFACT)?;
+    c.import_wasm_artifact(c.namespace(), "wasip1", &module.bytes, LARGE_ARTIFACT);
     eprintln!(
         "large module: {} functions, {:.1} MB, generated and imported in {:.1} s",
         module.functions,

@@ -108,7 +108,7 @@ pub(crate) fn prepare(
     let wasm_image = "docker.io/library/bench-probe:latest".to_string();
     let artifact = "docker.io/library/bench-probe-artifact:latest";
     let probe = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
-    import_artifact(&containerd, &probe, artifact)?;
+    containerd.import_wasm_artifact(containerd.namespace(), "wasip1", &probe, artifact);
     std::fs::create_dir_all(containerd.dir().join("empty-rootfs"))?;
     let mut runtimes = vec![
         Runtime {
@@ -192,28 +192,6 @@ pub(crate) fn prepare(
         });
     }
     Ok((containerd, runtimes))
-}
-
-/// Write `module` as a CNCF Wasm OCI artifact (a raw `application/wasm` layer) tagged
-/// `reference` and import it without unpacking, as ctr must.
-pub(crate) fn import_artifact(
-    containerd: &Containerd,
-    module: &[u8],
-    reference: &str,
-) -> anyhow::Result<()> {
-    let name = reference.replace(['/', ':'], "_");
-    let layout = wasmcell_testing::ArtifactLayout::new(&containerd.dir().join(&name));
-    let mut manifest = layout.wasm_manifest("wasip1", module);
-    manifest["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
-    layout.write_index(vec![manifest]);
-    let tar = containerd.dir().join(format!("{name}.tar"));
-    layout.write_tar(&tar);
-    let tar = tar.display().to_string();
-    let out = containerd.run_ctr(&["images", "import", "--no-unpack", "--all-platforms", &tar]);
-    if !out.success() {
-        bail!("importing the artifact image {reference} failed: {out:?}");
-    }
-    Ok(())
 }
 
 /// `ctr run` arguments that run the artifact `reference` with wasmcell's normal runtime: ctr

@@ -479,20 +479,46 @@ impl Containerd {
     /// # Panics
     /// When the import fails; the message holds `ctr`'s output.
     pub fn import_into(&self, namespace: &str, tar: &Path) {
-        let args: [&OsStr; 4] = [
-            "images".as_ref(),
-            "import".as_ref(),
-            "--all-platforms".as_ref(),
-            tar.as_os_str(),
-        ];
+        self.import_with(namespace, &["--all-platforms"], tar);
+    }
+
+    /// Write `module` as a CNCF Wasm OCI artifact for `os` (see [`ArtifactLayout`]) tagged
+    /// `reference`, and import it into `namespace` without unpacking: the only way `ctr` takes
+    /// such an image. Returns the digest of its Wasm layer.
+    ///
+    /// # Panics
+    /// When the artifact cannot be written or the import fails.
+    pub fn import_wasm_artifact(
+        &self,
+        namespace: &str,
+        os: &str,
+        module: &[u8],
+        reference: &str,
+    ) -> String {
+        let name = reference.replace(['/', ':'], "_");
+        let layout = ArtifactLayout::new(&self.dir().join("artifacts").join(&name));
+        let layer = layout.blob("application/wasm", module);
+        let digest = layer["digest"].as_str().unwrap_or_default().to_string();
+        let mut manifest = layout.manifest(os, vec![layer]);
+        manifest["annotations"] =
+            serde_json::json!({ "org.opencontainers.image.ref.name": reference });
+        layout.write_index(vec![manifest]);
+        let tar = self.dir().join("artifacts").join(format!("{name}.tar"));
+        layout.write_tar(&tar);
+        self.import_with(namespace, &["--no-unpack", "--all-platforms"], &tar);
+        digest
+    }
+
+    fn import_with(&self, namespace: &str, flags: &[&str], tar: &Path) {
         let mut cmd = self.ctr_in(namespace);
-        cmd.args(args);
+        cmd.args(["images", "import"]).args(flags).arg(tar);
         let out = run_with_deadline(cmd, DEFAULT_CTR_TIMEOUT)
             .unwrap_or_else(|e| panic!("wasmcell-testing: importing {}: {e}", tar.display()));
         if !out.success() {
             panic!(
-                "wasmcell-testing: `ctr --namespace {namespace} images import --all-platforms {}` \
+                "wasmcell-testing: `ctr --namespace {namespace} images import {} {}` \
                  failed:\n{}",
+                flags.join(" "),
                 tar.display(),
                 describe(&out)
             );

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use wasmcell_image::ImageSpec;
 use wasmcell_testing::{Containerd, CtrOutput};
 
@@ -153,24 +152,7 @@ pub fn import_artifact_into(
     reference: &str,
 ) -> String {
     let bytes = std::fs::read(module).expect("read guest");
-    let dir = c
-        .dir()
-        .join("artifacts")
-        .join(reference.replace(['/', ':'], "_"));
-    let layout = wasmcell_testing::ArtifactLayout::new(&dir);
-    let layer = layout.blob("application/wasm", &bytes);
-    let digest = layer["digest"].as_str().expect("layer digest").to_string();
-    let mut manifest = layout.manifest(os, vec![layer]);
-    manifest["annotations"] = json!({ "org.opencontainers.image.ref.name": reference });
-    layout.write_index(vec![manifest]);
-    let tar = dir.with_extension("tar");
-    layout.write_tar(&tar);
-    let tar = tar.display().to_string();
-    let out = c.run_ctr_in(
-        namespace,
-        &["images", "import", "--no-unpack", "--all-platforms", &tar],
-    );
-    assert!(out.success(), "{out:?}");
+    let digest = c.import_wasm_artifact(namespace, os, &bytes, reference);
     let listed = c.run_ctr_in(namespace, &["images", "ls", "-q"]);
     assert!(listed.stdout.contains(reference), "{listed:?}");
     digest
