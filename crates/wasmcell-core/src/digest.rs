@@ -1,4 +1,5 @@
-//! BLAKE3 content digests, hashed on every core for large inputs.
+//! BLAKE3 content digests, hashed on every core for large inputs (rayon's pool: see
+//! [`crate::fork`] for processes that fork).
 
 /// Below this size one thread is faster than handing work to the thread pool (BLAKE3's own
 /// rule of thumb for x86_64).
@@ -11,9 +12,10 @@ pub(crate) fn blake3(bytes: &[u8]) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
-/// Feed `bytes` to `hasher`, on every core when they are many.
+/// Feed `bytes` to `hasher`, on every core when they are many, but on the calling thread alone
+/// in a forked child, whose copy of the thread pool has no threads ([`crate::fork`]).
 pub(crate) fn update(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    if bytes.len() < PARALLEL_FROM {
+    if bytes.len() < PARALLEL_FROM || crate::fork::in_forked_child() {
         hasher.update(bytes);
     } else {
         hasher.update_rayon(bytes);

@@ -221,7 +221,11 @@ impl CompileCache {
     pub(crate) fn store(&self, key: &str, code: &[u8]) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut hasher = blake3::Hasher::new();
-        hasher.update_rayon(code);
+        if wasmcell_core::fork::in_forked_child() {
+            hasher.update(code);
+        } else {
+            hasher.update_rayon(code);
+        }
         let path = self.path(key);
         self.write_atomically(&path, code)?;
         // The stamp of the file just written: its bytes are `code`, hashed above.

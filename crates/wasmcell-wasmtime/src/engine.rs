@@ -42,6 +42,10 @@ impl WasmtimeEngine {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // rayon's pool has no threads in a forked child (`wasmcell_core::fork`): compile there
+        // on the calling thread. Elsewhere a host that forks runs compiles inside
+        // `wasmcell_core::fork::with_joined_pool`.
+        config.parallel_compilation(!wasmcell_core::fork::in_forked_child());
         let engine = wasmtime::Engine::new(&config).map_err(|e| EngineError::Config {
             engine: "wasmtime",
             reason: format!("{e:#}"),
