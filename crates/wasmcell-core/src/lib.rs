@@ -18,6 +18,7 @@
 mod digest;
 mod engine;
 mod error;
+pub mod fork;
 mod module;
 mod plan;
 mod secure_join;
@@ -36,6 +37,23 @@ pub use workload_kind::{
     workload_kind, WorkloadKind, CONTAINER_TYPE_ANNOTATION, CRUN_HANDLER_ANNOTATION,
     WASM_VARIANT_ANNOTATION,
 };
+
+/// Environment variable: how many seconds a runtime waits for a container to be set up (the
+/// module read and compiled, the process ready) before its create fails, naming the step.
+pub const CREATE_TIMEOUT_ENV: &str = "WASMCELL_CREATE_TIMEOUT";
+
+/// How long a runtime waits for a container's set-up: [`CREATE_TIMEOUT_ENV`] when it holds a
+/// whole number of seconds above zero, else 120 s (kubelet's own runtime request timeout).
+pub fn create_timeout() -> std::time::Duration {
+    std::env::var(CREATE_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(
+            std::time::Duration::from_secs(120),
+            std::time::Duration::from_secs,
+        )
+}
 
 /// Exit status reported when the workload could not be prepared (bad bundle or config).
 pub const EXIT_CONFIG_ERROR: i32 = 125;

@@ -112,7 +112,7 @@ impl WasmBinary {
                 source,
             },
         };
-        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let mut file = open_regular(path).map_err(read_err)??;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut hasher = blake3::Hasher::new();
         // The header is in the first chunk: a file that is not Wasm is not read further.
@@ -186,7 +186,7 @@ impl WasmBinary {
         let path = &self.inner.path;
         let read = match &self.inner.fetch {
             Some(Fetch(fetch)) => fetch().map_err(std::io::Error::other),
-            None => std::fs::read(path),
+            None => read_regular(path),
         };
         let bytes = read.map_err(|source| ModuleError::Read {
             path: path.clone(),
@@ -205,6 +205,45 @@ impl WasmBinary {
             crate::digest::blake3(self.inner.bytes.get().map_or(&[][..], Vec::as_slice))
         })
     }
+}
+
+/// Open `path` for reading if it is a regular file. The open does not block (`O_NONBLOCK`: a
+/// FIFO with no writer would otherwise wait forever) and the type is checked on the open file
+/// (`fstat`), so what is read is what was checked. The outer error is the open's, the inner one
+/// names what the path is instead.
+fn open_regular(path: &Path) -> std::io::Result<Result<std::fs::File, ModuleError>> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    let what = if kind.is_file() {
+        return Ok(Ok(file));
+    } else if kind.is_dir() {
+        "it is a directory"
+    } else if kind.is_fifo() {
+        "it is a FIFO (named pipe), not a regular file"
+    } else if kind.is_socket() {
+        "it is a socket, not a regular file"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "it is a device node, not a regular file"
+    } else {
+        "it is not a regular file"
+    };
+    Ok(Err(ModuleError::NotWasm {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }))
+}
+
+/// The whole of `path`, a regular file ([`open_regular`]).
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = open_regular(path)?.map_err(std::io::Error::other)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Read until `buf` is full or the file ends; the number of bytes read.
@@ -290,6 +329,24 @@ mod tests {
             check(b"\0asm\x0d\0\x01\0").expect("component"),
             ModuleKind::Component
         );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_not_waited_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("app.wasm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        // No writer ever opens it: a blocking open would hang this test.
+        let err = WasmBinary::read(&fifo).expect_err("a fifo is not a module");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(err.to_string().contains("app.wasm"), "{err}");
+        assert_eq!(err.exit_code(), crate::EXIT_NOT_RUNNABLE);
+        let err = WasmBinary::read(dir.path()).expect_err("a directory is not a module");
+        assert!(err.to_string().contains("directory"), "{err}");
     }
 
     #[test]
