@@ -47,6 +47,30 @@ pub enum OciError {
         /// The underlying error (boxed: libcontainer's error is large).
         source: Box<LibcontainerError>,
     },
+    /// The container's processes would be forked while this process had other threads.
+    #[error("container {id}: {source}")]
+    Fork {
+        /// The container id.
+        id: String,
+        /// How many threads there were.
+        source: wasmcell_core::fork::ForkError,
+    },
+    /// The container's init process was not ready in time; the container was removed.
+    #[error(
+        "failed to {action} container {id}: its init process was not ready within {}s \
+         (it was {step})",
+        after.as_secs()
+    )]
+    Deadline {
+        /// What was being done (`create`, `exec in`).
+        action: &'static str,
+        /// The container id.
+        id: String,
+        /// How long it was given.
+        after: std::time::Duration,
+        /// The step the init process had reached.
+        step: &'static str,
+    },
     /// The container's cgroup could not be read or changed.
     #[error("failed to {action} cgroup of container {id}: {reason}")]
     Cgroup {

@@ -27,6 +27,8 @@ use wasmcell_core::{
 };
 use wasmcell_wasmtime::{CompiledCode, WasmtimeEngine};
 
+use crate::fork::{ProgressWriter, Step};
+
 /// Signals that end a guest (their default action terminates a process).
 const STOP_SIGNALS: [i32; 7] = [
     Signal::SIGHUP as i32,
@@ -56,6 +58,8 @@ pub struct WasmcellExecutor {
     kind: WorkloadKind,
     /// The module's code, compiled on the host before the container was built.
     code: Option<CompiledCode>,
+    /// Where the init process reports how far it got ([`crate::fork::Progress`]).
+    progress: Option<ProgressWriter>,
     prepared: Rc<RefCell<Option<Prepared>>>,
 }
 
@@ -73,7 +77,20 @@ impl WasmcellExecutor {
         WasmcellExecutor {
             kind,
             code: None,
+            progress: None,
             prepared: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    /// Report the init process's steps to `progress`.
+    pub fn with_progress(mut self, progress: ProgressWriter) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn mark(&self, step: Step) {
+        if let Some(p) = &self.progress {
+            p.mark(step);
         }
     }
 
@@ -90,10 +107,19 @@ impl Executor for WasmcellExecutor {
         match self.kind {
             WorkloadKind::Linux => DefaultExecutor {}.validate(spec),
             WorkloadKind::Wasm => {
+                // This is the container's init process, forked from `create` without exec: no
+                // thread pool from here on (crate::fork). Its parent joined every thread before
+                // the fork, so it has one thread; anything else would be a bug to report, not
+                // to run into.
+                wasmcell_core::fork::enter_forked_child();
+                wasmcell_core::fork::ensure_single_threaded("wasm init process")
+                    .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))?;
+                self.mark(Step::LoadingModule);
                 // Reported by `create`, which receives this error from the init process.
                 let prepared = prepare(spec, self.code.as_ref())
                     .map_err(ExecutorValidationError::ArgValidationError)?;
                 *self.prepared.borrow_mut() = Some(prepared);
+                self.mark(Step::Ready);
                 Ok(())
             }
         }
@@ -114,7 +140,10 @@ impl Executor for WasmcellExecutor {
                 let prepared = self.prepared.borrow_mut().take();
                 let prepared = match prepared {
                     Some(p) => p,
-                    None => prepare(spec, self.code.as_ref()).map_err(ExecutorError::Other)?,
+                    None => {
+                        wasmcell_core::fork::enter_forked_child();
+                        prepare(spec, self.code.as_ref()).map_err(ExecutorError::Other)?
+                    }
                 };
                 let code = run(prepared);
                 let _ = std::io::stdout().flush();

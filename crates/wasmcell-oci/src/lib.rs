@@ -13,6 +13,7 @@ pub mod commands;
 pub mod container;
 mod error;
 pub mod executor;
+pub mod fork;
 pub mod logging;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
 use wasmcell_core::{workload_kind, Engine, RunPlan, WasmBinary, WorkloadKind};
@@ -12,6 +13,7 @@ use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine, DEFAULT_MAX_
 
 use crate::container::container_dir;
 use crate::executor::WasmcellExecutor;
+use crate::fork::{build_container, Progress};
 use crate::{GlobalOpts, OciError};
 
 /// `create` flags.
@@ -62,27 +64,28 @@ pub(crate) fn create_container(args: &Create, global: &GlobalOpts) -> Result<Con
 
     let kind = workload_kind(&spec, &bundle);
     tracing::info!(container = %id, kind = kind.as_str(), bundle = %bundle.display(), "creating");
-    let mut executor = WasmcellExecutor::new(kind);
+    let progress = Progress::new(id)?;
+    let mut executor = WasmcellExecutor::new(kind).with_progress(progress.writer());
     if kind == WorkloadKind::Wasm {
         executor = executor.with_code(compile_on_host(id, &bundle)?);
     }
 
-    let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(executor)
-        .with_root_path(&global.root)
-        .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
-        .map(|b| {
-            b.with_console_socket(args.console_socket.as_ref())
-                .with_preserved_fds(args.preserve_fds)
-        })
-        .and_then(|b| b.validate_id())
-        .and_then(|b| {
-            b.as_init(&bundle)
-                .with_systemd(global.systemd_cgroup)
-                .with_detach(true)
-                .with_no_pivot(args.no_pivot)
-                .build()
-        });
+    // The fork: see crate::fork for what happens on either side of it.
+    let built = build_container(id, "create", &progress, || {
+        builder(
+            id,
+            executor,
+            &global.root,
+            args.pid_file.as_ref(),
+            args.console_socket.as_ref(),
+            args.preserve_fds,
+        )?
+        .as_init(&bundle)
+        .with_systemd(global.systemd_cgroup)
+        .with_detach(true)
+        .with_no_pivot(args.no_pivot)
+        .build()
+    });
     match built {
         Ok(container) => {
             tracing::info!(container = %id, pid = ?container.pid(), "created");
@@ -90,9 +93,30 @@ pub(crate) fn create_container(args: &Create, global: &GlobalOpts) -> Result<Con
         }
         Err(e) => {
             remove_leftovers(&dir, id);
-            Err(OciError::container("create", id, e))
+            Err(e)
         }
     }
+}
+
+/// libcontainer's builder for container `id`, with this runtime's executor and the flags
+/// `create` and `exec` share.
+pub(crate) fn builder(
+    id: &str,
+    executor: WasmcellExecutor,
+    root: &Path,
+    pid_file: Option<&PathBuf>,
+    console_socket: Option<&PathBuf>,
+    preserve_fds: i32,
+) -> Result<ContainerBuilder, LibcontainerError> {
+    ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(executor)
+        .with_root_path(root)
+        .and_then(|b| b.with_pid_file(pid_file))
+        .map(|b| {
+            b.with_console_socket(console_socket)
+                .with_preserved_fds(preserve_fds)
+        })
+        .and_then(|b| b.validate_id())
 }
 
 /// The canonical bundle path and its parsed `config.json`.
@@ -123,18 +147,24 @@ fn compile_on_host(id: &str, bundle: &Path) -> Result<CompiledCode, OciError> {
 }
 
 /// Compile the module of `plan` (host paths) through the node's precompile cache.
+///
+/// This process forks the container's init process next, so the work runs on a thread pool
+/// that is joined before this returns, and the engine (with its epoch ticker thread) is dropped
+/// here: nothing of this process but its one thread is left at the fork (see crate::fork).
 pub(crate) fn compile_plan_on_host(id: &str, plan: &RunPlan) -> Result<CompiledCode, OciError> {
     let workload = |source: wasmcell_core::Error| OciError::Workload {
         id: id.to_string(),
         source,
     };
-    let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
-    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
-    let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
-    engine
-        .prepare(plan, &wasm)
-        .map_err(|e| workload(e.into()))?;
-    engine.compiled_code(&wasm).map_err(|e| workload(e.into()))
+    wasmcell_core::fork::with_joined_pool(|| {
+        let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
+        let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+        let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
+        engine
+            .prepare(plan, &wasm)
+            .map_err(|e| workload(e.into()))?;
+        engine.compiled_code(&wasm).map_err(|e| workload(e.into()))
+    })
 }
 
 /// Make sure a failed create leaves no state: libcontainer cleans up after itself, this removes

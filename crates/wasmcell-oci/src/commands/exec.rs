@@ -7,14 +7,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::{waitpid, WaitStatus};
 use oci_spec::runtime::{Process, Spec};
 use wasmcell_core::{workload_kind, RunPlan, WorkloadKind, WorkloadSpec};
 
-use crate::commands::create::compile_plan_on_host;
+use crate::commands::create::{builder, compile_plan_on_host};
 use crate::executor::WasmcellExecutor;
+use crate::fork::{build_container, Progress};
 use crate::{container, GlobalOpts, OciError};
 
 /// `exec` flags.
@@ -79,28 +78,27 @@ impl Exec {
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let id = self.id.as_str();
-        let executor = self.executor(global)?;
-        let failed = |e| OciError::container("exec in", id, e);
-        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(executor)
-            .with_root_path(&global.root)
-            .and_then(|b| b.with_pid_file(self.pid_file.as_ref()))
-            .map(|b| {
-                b.with_console_socket(self.console_socket.as_ref())
-                    .with_preserved_fds(self.preserve_fds)
-            })
-            .and_then(|b| b.validate_id())
-            .and_then(|b| {
-                b.as_tenant()
-                    .with_detach(self.detach)
-                    .with_cwd(self.cwd.as_ref())
-                    .with_env(env)
-                    .with_process(self.process.as_ref())
-                    .with_no_new_privs(self.no_new_privs)
-                    .with_container_args(self.command.clone())
-                    .build()
-            })
-            .map_err(failed)?;
+        let progress = Progress::new(id)?;
+        let executor = self.executor(global)?.with_progress(progress.writer());
+        // The fork: see crate::fork for what happens on either side of it.
+        let pid = build_container(id, "exec in", &progress, || {
+            builder(
+                id,
+                executor,
+                &global.root,
+                self.pid_file.as_ref(),
+                self.console_socket.as_ref(),
+                self.preserve_fds,
+            )?
+            .as_tenant()
+            .with_detach(self.detach)
+            .with_cwd(self.cwd.as_ref())
+            .with_env(env)
+            .with_process(self.process.as_ref())
+            .with_no_new_privs(self.no_new_privs)
+            .with_container_args(self.command.clone())
+            .build()
+        })?;
         tracing::info!(container = %id, pid = pid.as_raw(), tty = self.tty, "exec started");
         wait_exec(id, pid, self.detach)
     }
