@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RUST_GUESTS: &[&str] = &["hello", "probe"];
+/// The guests' binaries: `probe-big` is the probe with generated code and data, over 1 MiB.
+const RUST_GUESTS: &[&str] = &["hello", "probe", "probe-big"];
 const TARGETS: &[(&str, &str)] = &[("wasm32-wasip1", "P1"), ("wasm32-wasip2", "P2")];
 
 fn main() {
@@ -35,7 +36,10 @@ fn main() {
                 .join("release")
                 .join(format!("{name}.wasm"));
             assert!(path.exists(), "guest {} was not built", path.display());
-            consts.push((format!("{}_{suffix}", name.to_uppercase()), path));
+            consts.push((
+                format!("{}_{suffix}", name.to_uppercase().replace('-', "_")),
+                path,
+            ));
         }
     }
 

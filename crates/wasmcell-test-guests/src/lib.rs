@@ -34,6 +34,16 @@ mod tests {
         assert!(untested.is_empty(), "guests without a test: {untested:?}");
     }
 
+    /// The real-sized guests are over 1 MiB, so that every suite takes the paths real modules
+    /// take (parallel hashing and compiling, large reads) and not only the small ones.
+    #[test]
+    fn big_guests_are_real_sized() {
+        for path in [super::PROBE_BIG_P1, super::PROBE_BIG_P2] {
+            let len = std::fs::metadata(path).expect("stat guest").len();
+            assert!(len > 1 << 20, "{path} is only {len} bytes");
+        }
+    }
+
     #[test]
     fn guests_are_wasm() {
         for (name, path) in super::ALL {
