@@ -112,6 +112,9 @@ impl SharedInstance {
         let meter = self.meter.clone();
         let cpu = self.cpu_nanos.clone();
         let id = self.req.id.clone();
+        // Where a trap or out-of-memory message goes once the run has ended: the container's
+        // stderr, as in normal mode, where the guest process prints it.
+        let stderr = prepared.stdio.stderr.try_clone().ok();
         let run = tokio::spawn(Metered::new(
             async move {
                 let Prepared { plan, wasm, stdio } = prepared;
@@ -129,7 +132,7 @@ impl SharedInstance {
         ));
         let this = self.clone();
         tokio::spawn(async move {
-            let code = supervise(&id, run, kill_rx).await;
+            let code = supervise(&id, run, kill_rx, stderr).await;
             let exit = this.set_exited(code.0, code.1);
             exited(exit);
         });
@@ -203,6 +206,7 @@ async fn supervise(
     id: &str,
     mut run: tokio::task::JoinHandle<Result<GuestExit, wasmcell_core::EngineError>>,
     kill: oneshot::Receiver<i32>,
+    stderr: Option<std::fs::File>,
 ) -> (u32, bool) {
     let ended = tokio::select! {
         ended = &mut run => ended,
@@ -217,10 +221,12 @@ async fn supervise(
         Ok(Ok(exit)) => {
             match &exit {
                 GuestExit::Trapped(m) => {
-                    tracing::info!(container = %id, trap = %m, "guest trapped")
+                    tracing::info!(container = %id, trap = %m, "guest trapped");
+                    tell_container(stderr, &format!("wasmcell: guest trapped: {m}"));
                 }
                 GuestExit::OutOfMemory(m) => {
-                    tracing::info!(container = %id, reason = %m, "guest ran out of memory")
+                    tracing::info!(container = %id, reason = %m, "guest ran out of memory");
+                    tell_container(stderr, &format!("wasmcell: guest ran out of memory: {m}"));
                 }
                 GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
             }
@@ -236,6 +242,26 @@ async fn supervise(
             (wasmcell_core::EXIT_TRAP as u32, false)
         }
         Err(_) => (137, false),
+    }
+}
+
+/// Write one line to the container's stderr without blocking the executor: the run has ended,
+/// so this is the only user of the FIFO's open file, and a full FIFO (nobody reading) only
+/// loses the line.
+fn tell_container(stderr: Option<std::fs::File>, line: &str) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let Some(mut stderr) = stderr else { return };
+    let fd = stderr.as_raw_fd();
+    let nonblocking = fcntl(fd, FcntlArg::F_GETFL).and_then(|f| {
+        fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(f) | OFlag::O_NONBLOCK),
+        )
+    });
+    if nonblocking.is_ok() {
+        let _ = writeln!(stderr, "{line}");
     }
 }
 
