@@ -3,7 +3,8 @@
 //! Once it is in the container's cgroup (on cgroup v1 it joins by itself through the
 //! `--cgroup-tasks` files, before anything else; then byte `p` on the control socket at fd 3),
 //! it prepares the workload (bundle -> run plan, module read and compiled) and reports on the
-//! control socket at fd 3: `ready`, or `error <exit code> <message>`. It then waits for the
+//! control socket at fd 3: `step <what>` as each step begins, then `ready`, or
+//! `error <exit code> <message>`. It then waits for the
 //! shim's start byte, runs the guest with the container's stdio (its own fds 0-2), and exits
 //! with the guest's status. `oom` is reported on the socket before an out-of-memory exit. If the
 //! shim goes away before start, the socket reads end-of-file and the process exits unrun.
@@ -71,6 +72,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         namespace: std::env::var(NAMESPACE_ENV).unwrap_or_default(),
     };
     let mut timings = Timings::new();
+    step(&mut control, "entering the namespaces");
     let spec = match enter_namespaces(&bundle) {
         Ok(spec) => spec,
         Err(e) => {
@@ -80,7 +82,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         }
     };
     timings.mark("namespaces");
-    let prepared = prepare(&spec, &bundle, &id, &containerd, &mut timings);
+    let prepared = prepare(&spec, &bundle, &id, &containerd, &mut timings, &mut control);
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -127,9 +129,12 @@ fn prepare(
     id: &str,
     containerd: &Containerd,
     timings: &mut Timings,
+    control: &mut UnixStream,
 ) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), LoadError> {
+    step(control, "reading the module");
     let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)?;
     timings.mark("module");
+    step(control, "compiling the module");
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
     let engine = WasmtimeEngine::with_cache(cache).map_err(wasmcell_core::Error::from)?;
     timings.mark("engine");
@@ -138,6 +143,12 @@ fn prepare(
         .map_err(wasmcell_core::Error::from)?;
     timings.mark("compile");
     Ok((plan, wasm, engine))
+}
+
+/// Tell the shim which step of the preparation starts now (`step <what>`), so that a
+/// preparation that does not finish in time is reported with the step it was in.
+fn step(control: &mut UnixStream, what: &str) {
+    let _ = writeln!(control, "step {what}");
 }
 
 /// Where the guest process spent its preparation, reported to the shim with `ready`

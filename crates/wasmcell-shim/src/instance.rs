@@ -22,9 +22,6 @@ use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
-/// How long the guest process may take to prepare (read, validate, compile) its module.
-const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -121,7 +118,8 @@ impl Instance {
                 e,
             )
         });
-        match told.and_then(|()| read_ready(&ours)) {
+        let timeout = wasmcell_core::create_timeout();
+        match told.and_then(|()| read_ready(&ours, &instance.req.id, timeout)) {
             Ok(()) => {
                 *lock(&instance.control) = Some(ours);
                 Ok(instance)
@@ -379,35 +377,103 @@ pub(crate) fn still_running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Wait for `ready` or `error <code> <message>` from the guest process.
-fn read_ready(control: &UnixStream) -> Result<(), ShimError> {
-    let _ = control.set_read_timeout(Some(PREPARE_TIMEOUT));
-    let mut line = String::new();
+/// Wait for `ready` or `error <code> <message>` from the guest process of container `id`, for
+/// at most `timeout`; `step <what>` lines say how far it got, and name the step in the error
+/// when the time runs out.
+fn read_ready(control: &UnixStream, id: &str, timeout: Duration) -> Result<(), ShimError> {
+    let deadline = std::time::Instant::now() + timeout;
     let mut reader = BufReader::new(control);
-    match reader.read_line(&mut line) {
-        Ok(0) => Err(ShimError::Workload(
-            "the guest process exited before it was ready".into(),
-        )),
-        Ok(_) if line.starts_with("ready") => {
-            let _ = control.set_read_timeout(None);
-            tracing::debug!(
-                timings_ms = line.trim_end().trim_start_matches("ready").trim(),
-                "guest prepared"
-            );
-            Ok(())
+    let mut step = String::from("starting");
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // A zero timeout means "none" to the socket: past the deadline, wait a token 1 ms.
+        let _ = control.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
+        match read {
+            Ok(0) => {
+                return Err(ShimError::Workload(format!(
+                    "container {id}: the guest process exited before it was ready (it was {step})"
+                )))
+            }
+            Ok(_) if line.starts_with("step ") => {
+                step = line["step ".len()..].trim_end().to_string();
+            }
+            Ok(_) if line.starts_with("ready") => {
+                let _ = control.set_read_timeout(None);
+                tracing::debug!(
+                    timings_ms = line.trim_end().trim_start_matches("ready").trim(),
+                    "guest prepared"
+                );
+                return Ok(());
+            }
+            Ok(_) => {
+                let msg = line
+                    .trim_end()
+                    .strip_prefix("error ")
+                    .unwrap_or(line.trim_end());
+                let msg = msg.split_once(' ').map_or(msg, |(_code, m)| m);
+                return Err(ShimError::Workload(msg.to_string()));
+            }
+            Err(e) if timed_out(&e) => {
+                return Err(ShimError::Workload(format!(
+                    "container {id}: the guest process was not ready within {}s (it was {step}); \
+                     it was killed",
+                    timeout.as_secs()
+                )))
+            }
+            Err(e) => return Err(ShimError::io("failed to hear from the guest process", e)),
         }
-        Ok(_) => {
-            let msg = line
-                .trim_end()
-                .strip_prefix("error ")
-                .unwrap_or(line.trim_end());
-            let msg = msg.split_once(' ').map_or(msg, |(_code, m)| m);
-            Err(ShimError::Workload(msg.to_string()))
-        }
-        Err(e) => Err(ShimError::io("failed to hear from the guest process", e)),
     }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn a_guest_that_never_gets_ready_is_named_with_its_step() {
+        let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
+        writeln!(theirs, "step entering the namespaces").expect("write");
+        writeln!(theirs, "step compiling the module").expect("write");
+        // `theirs` stays open and silent, as a guest process stuck in a step.
+        let err = read_ready(&ours, "stuck-1", Duration::from_secs(1)).expect_err("no ready");
+        let msg = err.to_string();
+        assert!(msg.contains("container stuck-1"), "{msg}");
+        assert!(msg.contains("within 1s"), "{msg}");
+        assert!(msg.contains("(it was compiling the module)"), "{msg}");
+    }
+
+    #[test]
+    fn ready_after_steps_and_errors_are_read() {
+        let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
+        writeln!(theirs, "step reading the module").expect("write");
+        writeln!(theirs, "ready module=0.10").expect("write");
+        read_ready(&ours, "ok-1", Duration::from_secs(5)).expect("ready");
+
+        let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
+        writeln!(theirs, "error 127 module /app.wasm not found").expect("write");
+        let err = read_ready(&ours, "bad-1", Duration::from_secs(5)).expect_err("error");
+        assert_eq!(
+            err.to_string(),
+            ShimError::Workload("module /app.wasm not found".into()).to_string()
+        );
+
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        drop(theirs);
+        let err = read_ready(&ours, "gone-1", Duration::from_secs(5)).expect_err("closed");
+        assert!(err.to_string().contains("container gone-1"), "{err}");
+    }
 }
