@@ -174,3 +174,48 @@ fn errors_reach_the_json_log_as_runc_writes_them() {
         "{last}"
     );
 }
+
+/// A container whose set-up never finishes (here a `createContainer` hook that sleeps) fails
+/// `create` once the deadline has passed, naming the container and the step its init process
+/// was in; nothing of it is left, no process of it either.
+#[test]
+fn create_that_does_not_finish_fails_at_the_deadline() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    let b = bundle(&dir.path().join("b"), &["/app.wasm"], &[]);
+    wasm_rootfs(
+        &b,
+        &std::fs::read(wasmcell_test_guests::HELLO_P1).expect("read guest"),
+    );
+    let config = b.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("read")).expect("json");
+    // A marker in the hook's argv finds any process it leaves.
+    let marker = format!("{}", 86_400 + std::process::id());
+    spec["hooks"] = serde_json::json!({
+        "createContainer": [{"path": "/bin/sleep", "args": ["sleep", marker]}],
+    });
+    std::fs::write(&config, serde_json::to_vec(&spec).expect("json")).expect("write");
+
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.env(wasmcell_core::CREATE_TIMEOUT_ENV, "2")
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle"])
+        .arg(&b)
+        .arg("slow-1");
+    // Without the deadline, `create` would wait for the hook (a day): the test's own deadline
+    // would end it and fail.
+    let out = common::run_with_deadline(cmd, std::time::Duration::from_secs(60));
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("container slow-1")
+            && out.stderr.contains("not ready within 2s")
+            && out.stderr.contains("setting up the container"),
+        "{out:?}"
+    );
+    assert_no_state(&root);
+    let left = wasmcell_testing::pids_with_cmdline_containing(&marker);
+    assert!(left.is_empty(), "processes of the container left: {left:?}");
+}

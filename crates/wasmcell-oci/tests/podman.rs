@@ -10,9 +10,20 @@ use std::time::Duration;
 
 use common::{busybox_archive, run_with_deadline, wait_for, wasm_image, Output, BIN};
 use wasmcell_test_guests as guests;
+use wasmcell_testing::parity::{check_parity, run_until_stopped, RO_DEST};
 use wasmcell_testing::require_root;
 
 const PODMAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// `podman run` with the flags this machine needs (no network, ulimits within its own).
+const RUN: [&str; 7] = [
+    "run",
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+];
 /// conmon passes no `--root`: wasmcell-oci keeps Podman's containers in its default root.
 const RUNTIME_ROOT: &str = "/run/wasmcell-oci";
 
@@ -85,15 +96,7 @@ impl Podman {
 
     /// `podman run --rm` with the flags this machine needs.
     fn run_container(&self, extra: &[&str], image: &str, args: &[&str]) -> Output {
-        let mut argv = vec![
-            "run",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
-        ];
+        let mut argv = RUN.to_vec();
         argv.extend_from_slice(extra);
         argv.push(image);
         argv.extend_from_slice(args);
@@ -221,4 +224,44 @@ fn podman_ps_stop_and_rm() {
         assert!(!out.stdout.contains(name), "{name}: {out:?}");
         assert_no_state(&cid);
     }
+}
+
+/// The parity table (`wasmcell_testing::parity`) through Podman: `podman run --rm --rootfs`,
+/// the same guest behaviours, small and real-sized guests, with the stdout and exit status
+/// every other path gives.
+#[test]
+fn the_parity_table_through_podman() {
+    let p = Podman::new();
+    let work = p.dir.path().join("parity");
+    check_parity(
+        "podman",
+        &work,
+        &[guests::PROBE_P1, guests::PROBE_P2],
+        &[guests::PROBE_BIG_P1, guests::PROBE_BIG_P2],
+        |c| {
+            let mut argv: Vec<String> = RUN.iter().map(|a| a.to_string()).collect();
+            argv.extend(["--rm".to_string(), "--name".to_string()]);
+            argv.push(c.id.clone());
+            for (k, v) in c.env {
+                argv.extend(["--env".to_string(), format!("{k}={v}")]);
+            }
+            if let Some(src) = &c.ro_source {
+                argv.extend([
+                    "--volume".to_string(),
+                    format!("{}:{RO_DEST}:ro", src.display()),
+                ]);
+            }
+            if let Some(limit) = c.memory_limit {
+                argv.extend(["--memory".to_string(), limit.to_string()]);
+            }
+            argv.extend(["--rootfs".to_string(), c.rootfs.display().to_string()]);
+            argv.extend(c.args.iter().cloned());
+            let mut cmd = p.command();
+            cmd.args(&argv);
+            let stop = c.stop.then_some(|_pid: u32| {
+                p.ok(&["kill", "--signal", "TERM", &c.id]);
+            });
+            run_until_stopped(cmd, stop)
+        },
+    );
 }

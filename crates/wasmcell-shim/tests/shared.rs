@@ -2,12 +2,12 @@
 //! `io.containerd.wasmcell-shared.v1` runs inside one manager process.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{
     events_during, import_artifact, import_image, run_artifact, shims_of, task_status, tasks,
-    wait_exit, SHIM,
+    wait_exit,
 };
 use wasmcell_test_guests as guests;
 use wasmcell_testing::{Containerd, CtrOutput};
@@ -15,15 +15,8 @@ use wasmcell_testing::{Containerd, CtrOutput};
 const SHARED: &str = "io.containerd.wasmcell-shared.v1";
 const HELLO: &str = "Hello from a wasmcell guest!\n";
 
-/// A private containerd whose PATH holds the shim under its shared-mode name (a link, as the
-/// installer makes it).
 fn containerd() -> (Containerd, tempfile::TempDir) {
-    let bin = tempfile::tempdir().expect("bin dir");
-    std::os::unix::fs::symlink(SHIM, bin.path().join(wasmcell_shim::SHARED_BINARY_NAME))
-        .expect("link shared shim");
-    let shim_dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
-    let c = Containerd::start_with_path(&[bin.path().to_path_buf(), shim_dir]);
-    (c, bin)
+    common::shared_containerd()
 }
 
 fn run(c: &Containerd, extra: &[&str], image: &str, id: &str, args: &[&str]) -> CtrOutput {

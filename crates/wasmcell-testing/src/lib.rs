@@ -43,6 +43,7 @@ mod cni;
 #[cfg(feature = "cri")]
 pub mod cri;
 mod image;
+pub mod parity;
 
 pub use artifact::{wasm_artifact, ArtifactLayout};
 pub use cni::{PodNetwork, CNI_PLUGINS, CNI_PLUGIN_DIRS, POD_SUBNET_PREFIX};

@@ -3,7 +3,6 @@
 //! deadlines so that no test hangs.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,60 +17,12 @@ pub const RUNC_SHIM: &str = "io.containerd.runc.v2";
 /// Deadline of one runtime command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a command printed and how it ended.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Output {
-    pub fn success(&self) -> bool {
-        self.code == 0
-    }
-}
-
 /// Run `cmd` with stdin closed, stdout and stderr captured through files (a container created
 /// by the command may keep inherited pipes open long after the command ended), killed after
 /// `timeout`.
-pub fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Output {
-    let dir = tempfile::tempdir().expect("tempdir for output");
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    let out = std::fs::File::create(&out_path).expect("stdout file");
-    let err = std::fs::File::create(&err_path).expect("stderr file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let read = |p: &Path| {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(p) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    };
-    Output {
-        code: status.code().unwrap_or(-1),
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    }
-}
+pub use wasmcell_testing::parity::run_with_deadline;
+/// What a command printed and how it ended.
+pub use wasmcell_testing::parity::Outcome as Output;
 
 /// `wasmcell-oci --root ROOT ARGS...`
 pub fn oci(root: &Path, args: &[&str]) -> Output {

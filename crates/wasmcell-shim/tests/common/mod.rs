@@ -17,6 +17,17 @@ pub fn containerd() -> Containerd {
     Containerd::start_with_path(&[dir])
 }
 
+/// A private containerd whose PATH holds the shim under its shared-mode name (a link, as the
+/// installer makes it) in the returned directory, and under its own name.
+pub fn shared_containerd() -> (Containerd, tempfile::TempDir) {
+    let bin = tempfile::tempdir().expect("bin dir");
+    std::os::unix::fs::symlink(SHIM, bin.path().join(wasmcell_shim::SHARED_BINARY_NAME))
+        .expect("link shared shim");
+    let shim_dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
+    let c = Containerd::start_with_path(&[bin.path().to_path_buf(), shim_dir]);
+    (c, bin)
+}
+
 /// Build an image holding `module` at /app.wasm and import it; returns its reference.
 pub fn import_image(c: &Containerd, module: &str, name: &str) -> String {
     let reference = format!("docker.io/library/{name}:latest");
