@@ -22,11 +22,14 @@ pub struct WasmtimeEngine {
     compiler: Compiler,
     core_pres: CorePres,
     component_pres: ComponentPres,
-    ticker: Option<EpochTicker>,
+    /// Started by the first run, not before: a host may compile, then confine its process
+    /// (capabilities, seccomp, uid) while it still has one thread, then run.
+    ticker: std::sync::OnceLock<EpochTicker>,
 }
 
 impl WasmtimeEngine {
-    /// Build the engine (Cranelift, component model, epoch interruption) and start its ticker.
+    /// Build the engine (Cranelift, component model, epoch interruption); its epoch ticker
+    /// thread starts with the first run, so an engine that only compiles starts no thread.
     /// Compiled code is kept in memory only; see [`WasmtimeEngine::with_cache`].
     pub fn new() -> Result<Self, EngineError> {
         Self::build(None)
@@ -50,17 +53,29 @@ impl WasmtimeEngine {
             engine: "wasmtime",
             reason: format!("{e:#}"),
         })?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(|e| EngineError::Config {
-            engine: "wasmtime",
-            reason: format!("failed to start the epoch ticker thread: {e}"),
-        })?;
         Ok(WasmtimeEngine {
             engine,
             compiler: Compiler::new(cache),
             core_pres: CorePres::default(),
             component_pres: ComponentPres::default(),
-            ticker: Some(ticker),
+            ticker: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Start the epoch ticker unless it runs already.
+    fn ensure_ticker(&self) -> Result<(), EngineError> {
+        if self.ticker.get().is_some() {
+            return Ok(());
+        }
+        let ticker = EpochTicker::start(self.engine.clone()).map_err(|e| EngineError::Config {
+            engine: "wasmtime",
+            reason: format!("failed to start the epoch ticker thread: {e}"),
+        })?;
+        if let Err(extra) = self.ticker.set(ticker) {
+            // Another run started one first.
+            extra.stop();
+        }
+        Ok(())
     }
 
     /// Compile `wasm` (through the cache when the engine has one) and return the code, to hand
@@ -173,6 +188,7 @@ impl WasmtimeEngine {
         guest: GuestRun<'_>,
     ) -> Result<GuestExit, EngineError> {
         tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
+        self.ensure_ticker()?;
         let (compiled, digest) = self.compiler.compile(&self.engine, wasm)?;
         match compiled {
             Compiled::Core(module) => {
