@@ -82,7 +82,11 @@ pub(crate) fn main(args: &[String]) -> i32 {
         }
     };
     timings.mark("namespaces");
-    let prepared = prepare(&spec, &bundle, &id, &containerd, &mut timings, &mut control);
+    // Hashing and compiling may use a thread pool: a joined one, so that this process is back
+    // to one thread for its confinement (capabilities and seccomp are per thread).
+    let prepared = wasmcell_core::fork::with_joined_pool(|| {
+        prepare(&spec, &bundle, &id, &containerd, &mut timings, &mut control)
+    });
     let (plan, wasm, engine) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -95,6 +99,13 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return e.exit_code();
         }
     };
+    step(&mut control, "confining the process");
+    if let Err(e) = crate::confine::apply(&spec) {
+        let code = wasmcell_core::EXIT_CONFIG_ERROR;
+        let _ = writeln!(control, "error {code} {}", one_line(&e));
+        return code;
+    }
+    timings.mark("confine");
     if writeln!(control, "ready {}", timings.report()).is_err() {
         return EXIT_NOT_STARTED;
     }

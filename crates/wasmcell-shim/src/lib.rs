@@ -11,6 +11,7 @@
 mod artifact;
 mod bootstrap;
 mod cgroup;
+mod confine;
 mod error;
 mod events;
 mod guest;

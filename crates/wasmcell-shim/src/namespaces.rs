@@ -8,8 +8,10 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// Enter the namespaces of `spec`. PID, user and time namespaces are not entered: a Wasm guest
-/// starts no processes and sees no user ids or clocks through them.
+/// Enter the namespaces of `spec`. PID and time namespaces are not entered: a Wasm guest starts
+/// no processes and reads no clock through them. A user namespace is refused: its uid and gid
+/// mappings would change what the guest may open, and dropping it silently would run the guest
+/// with the host's ids.
 pub(crate) fn enter(spec: &Spec) -> Result<(), String> {
     let Some(namespaces) = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()) else {
         return Ok(());
@@ -22,9 +24,15 @@ pub(crate) fn enter(spec: &Spec) -> Result<(), String> {
             LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
             LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
             LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-            LinuxNamespaceType::Pid | LinuxNamespaceType::User | LinuxNamespaceType::Time => {
-                continue
+            LinuxNamespaceType::User => {
+                return Err(
+                    "linux.namespaces has a user namespace, which this shim's normal \
+                            mode does not create yet; run the container without one, or with \
+                            wasmcell-oci"
+                        .into(),
+                )
             }
+            LinuxNamespaceType::Pid | LinuxNamespaceType::Time => continue,
         };
         match ns.path() {
             Some(path) => {

@@ -1,0 +1,161 @@
+//! The guest process's confinement: the spec's `process` and `linux` settings applied to it as
+//! runc applies them to a container's process, with youki's `libcontainer` primitives (the same
+//! code `wasmcell-oci` runs through libcontainer's init).
+//!
+//! The guest process calls [`apply`] after it has read and compiled the module (the node's
+//! precompile cache is root's) and before it reports `ready`; from then on it runs as the
+//! container's user with the container's capabilities, `no_new_privs`, seccomp filter, rlimits
+//! and OOM score. It must have one thread then: capabilities and seccomp are per thread, and
+//! every thread started later (the engine's epoch ticker) inherits them.
+//!
+//! A runc container reaches its payload through `execve`, which recomputes the capability sets
+//! of a process that is not root: permitted and effective become the ambient set. The guest
+//! process does not exec, so it applies that rule itself; `/proc/<pid>/status` then shows what
+//! it would show for the same spec under runc.
+
+use caps::{CapSet, CapsHashSet};
+use libcontainer::capabilities;
+use libcontainer::syscall::syscall::create_syscall;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Spec};
+
+/// Apply the confinement of `spec` to this process (see the module docs).
+pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
+    wasmcell_core::fork::ensure_single_threaded("confining the guest process")
+        .map_err(|e| e.to_string())?;
+    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+    let linux = spec.linux().as_ref();
+
+    if let Some(rlimits) = process.rlimits() {
+        for rlimit in rlimits {
+            set_rlimit(rlimit.typ(), rlimit.soft(), rlimit.hard())?;
+        }
+    }
+    if let Some(score) = process.oom_score_adj() {
+        // Before the capabilities go: lowering the score needs CAP_SYS_RESOURCE.
+        std::fs::write("/proc/self/oom_score_adj", score.to_string())
+            .map_err(|e| format!("failed to set oomScoreAdj {score}: {e}"))?;
+    }
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(
+            "process.apparmorProfile is set, and this shim cannot apply AppArmor \
+                    profiles; remove it or run the container with wasmcell-oci"
+                .into(),
+        );
+    }
+    if process
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(
+            "process.selinuxLabel is set, and this shim cannot apply SELinux labels; \
+                    remove it or run the container with wasmcell-oci"
+                .into(),
+        );
+    }
+
+    let user = process.user();
+    if let Some(umask) = user.umask() {
+        let mode = nix::sys::stat::Mode::from_bits(umask)
+            .ok_or_else(|| format!("invalid process.user.umask {umask:o}"))?;
+        nix::sys::stat::umask(mode);
+    }
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups)
+        .map_err(|e| format!("failed to set additionalGids {groups:?}: {e}"))?;
+    let syscall = create_syscall();
+    syscall
+        .set_id(Uid::from_raw(user.uid()), Gid::from_raw(user.gid()))
+        .map_err(|e| format!("failed to set uid {} gid {}: {e}", user.uid(), user.gid()))?;
+
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+    if let Some(seccomp) = seccomp {
+        if libcontainer::seccomp::is_notify(seccomp) {
+            return Err(
+                "linux.seccomp asks for a notify listener (SCMP_ACT_NOTIFY), which \
+                        this shim does not serve"
+                    .into(),
+            );
+        }
+    }
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if !no_new_privs {
+        if let Some(seccomp) = seccomp {
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| format!("failed to apply linux.seccomp: {e}"))?;
+        }
+    }
+
+    capabilities::reset_effective(syscall.as_ref())
+        .map_err(|e| format!("failed to reset capabilities: {e}"))?;
+    // No `capabilities` in the spec means none, as runc gives (oci-spec's `Default` is a
+    // small set, not none).
+    let none = LinuxCapabilities::default()
+        .set_bounding(Some(Default::default()))
+        .set_effective(Some(Default::default()))
+        .set_permitted(Some(Default::default()))
+        .set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()))
+        .clone();
+    let wanted = process.capabilities().as_ref().unwrap_or(&none);
+    capabilities::drop_privileges(wanted, syscall.as_ref())
+        .map_err(|e| format!("failed to set process.capabilities: {e}"))?;
+    if user.uid() != 0 {
+        after_exec_as_non_root(syscall.as_ref())?;
+    }
+
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| format!("failed to set noNewPrivileges: {e}"))?;
+        if let Some(seccomp) = seccomp {
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| format!("failed to apply linux.seccomp: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What `execve` does to a process that is not root (and a file with no capabilities):
+/// permitted and effective become the ambient set.
+fn after_exec_as_non_root(syscall: &dyn libcontainer::syscall::Syscall) -> Result<(), String> {
+    let ambient: CapsHashSet = caps::read(None, CapSet::Ambient)
+        .map_err(|e| format!("failed to read ambient capabilities: {e}"))?;
+    syscall
+        .set_capability(CapSet::Effective, &ambient)
+        .and_then(|()| syscall.set_capability(CapSet::Permitted, &ambient))
+        .map_err(|e| format!("failed to drop capabilities for a non-root user: {e}"))
+}
+
+fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<(), String> {
+    use nix::sys::resource::{setrlimit, Resource};
+    let resource = match typ {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    };
+    setrlimit(resource, soft, hard).map_err(|e| format!("failed to set {typ:?} {soft}/{hard}: {e}"))
+}
