@@ -84,6 +84,18 @@ pub struct WorkloadSpec {
 pub const NETWORK_ANNOTATION: &str = "wasmcell.dev/network";
 
 impl WorkloadSpec {
+    /// This workload as its own process sees it once a runtime has made the rootfs its root
+    /// and put every bind mount at its destination (libcontainer for `wasmcell-oci`, the
+    /// shim's guest process itself): root `/`, each mount's source its destination.
+    pub fn inside_root(&self) -> WorkloadSpec {
+        let mut inside = self.clone();
+        inside.root = "/".into();
+        for mount in &mut inside.mounts {
+            mount.source = mount.destination.clone();
+        }
+        inside
+    }
+
     /// Read and validate `config.json` from an OCI bundle directory.
     pub fn load(bundle: &Path) -> Result<Self, SpecError> {
         let path = bundle.join("config.json");

@@ -157,11 +157,7 @@ impl Executor for WasmcellExecutor {
 /// The run plan as the guest sees the filesystem from inside the container: the rootfs is `/`
 /// and every bind mount is already at its destination.
 pub fn plan_in_container(spec: &Spec) -> Result<RunPlan, wasmcell_core::Error> {
-    let mut workload = WorkloadSpec::from_oci(spec)?;
-    workload.root = "/".into();
-    for mount in &mut workload.mounts {
-        mount.source = mount.destination.clone();
-    }
+    let workload = WorkloadSpec::from_oci(spec)?.inside_root();
     Ok(RunPlan::resolve(&workload, Path::new("/"))?)
 }
 

@@ -2,11 +2,12 @@
 //! runc applies them to a container's process, with youki's `libcontainer` primitives (the same
 //! code `wasmcell-oci` runs through libcontainer's init).
 //!
-//! The guest process calls [`apply`] after it has read and compiled the module (the node's
-//! precompile cache is root's) and before it reports `ready`; from then on it runs as the
-//! container's user with the container's capabilities, `no_new_privs`, seccomp filter, rlimits
-//! and OOM score. It must have one thread then: capabilities and seccomp are per thread, and
-//! every thread started later (the engine's epoch ticker) inherits them.
+//! The guest process calls [`prepare`] after it has read and compiled the module (the node's
+//! precompile cache is root's), then enters the container's root, then calls [`apply`] before
+//! it reports `ready`; from then on it runs as the container's user with the container's
+//! capabilities, `no_new_privs`, seccomp filter, rlimits and OOM score. It must have one thread
+//! then: capabilities and seccomp are per thread, and every thread started later (the
+//! engine's epoch ticker) inherits them.
 //!
 //! A runc container reaches its payload through `execve`, which recomputes the capability sets
 //! of a process that is not root: permitted and effective become the ambient set. The guest
@@ -19,12 +20,13 @@ use libcontainer::syscall::syscall::create_syscall;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Spec};
 
-/// Apply the confinement of `spec` to this process (see the module docs).
-pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
+/// The part of the confinement that needs the host's `/proc`, applied before the process
+/// pivots into the container's root: check it has one thread, set rlimits and the OOM score;
+/// refuse what cannot be honoured.
+pub(crate) fn prepare(spec: &Spec) -> Result<(), String> {
     wasmcell_core::fork::ensure_single_threaded("confining the guest process")
         .map_err(|e| e.to_string())?;
     let process = spec.process().as_ref().ok_or("the spec has no process")?;
-    let linux = spec.linux().as_ref();
 
     if let Some(rlimits) = process.rlimits() {
         for rlimit in rlimits {
@@ -59,6 +61,13 @@ pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
         );
     }
 
+    Ok(())
+}
+
+/// The rest of the confinement, in the container's root (see the module docs).
+pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
+    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+    let linux = spec.linux().as_ref();
     let user = process.user();
     if let Some(umask) = user.umask() {
         let mode = nix::sys::stat::Mode::from_bits(umask)

@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
-use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadSpec};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 use crate::artifact::{Containerd, LoadError};
@@ -100,6 +100,21 @@ pub(crate) fn main(args: &[String]) -> i32 {
         }
     };
     step(&mut control, "confining the process");
+    if let Err(e) = crate::confine::prepare(&spec) {
+        let code = wasmcell_core::EXIT_CONFIG_ERROR;
+        let _ = writeln!(control, "error {code} {}", one_line(&e));
+        return code;
+    }
+    step(&mut control, "entering the container's root");
+    let plan = match enter_root(&spec, &bundle, &plan, &wasm) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let code = wasmcell_core::EXIT_CONFIG_ERROR;
+            let _ = writeln!(control, "error {code} {}", one_line(&e));
+            return code;
+        }
+    };
+    timings.mark("root");
     if let Err(e) = crate::confine::apply(&spec) {
         let code = wasmcell_core::EXIT_CONFIG_ERROR;
         let _ = writeln!(control, "error {code} {}", one_line(&e));
@@ -154,6 +169,38 @@ fn prepare(
         .map_err(wasmcell_core::Error::from)?;
     timings.mark("compile");
     Ok((plan, wasm, engine))
+}
+
+/// Pivot into the container's root ([`crate::container_root`]) and return the plan as the
+/// guest sees the filesystem from there: rootfs `/`, each mount at its destination. The module
+/// was read and compiled before, from the host's side.
+fn enter_root(
+    spec: &Spec,
+    bundle: &Path,
+    host_plan: &RunPlan,
+    wasm: &WasmBinary,
+) -> Result<RunPlan, String> {
+    // Only the root and the mounts are read from it: an artifact's spec may have no args, and
+    // its argv is the host plan's anyway.
+    let mut spec = spec.clone();
+    if let Some(process) = spec.process_mut() {
+        process.set_args(Some(host_plan.args.clone()));
+    }
+    let workload = WorkloadSpec::from_oci(&spec).map_err(|e| e.to_string())?;
+    let rootfs = host_plan
+        .preopens
+        .iter()
+        .find(|p| p.guest == "/")
+        .map(|p| p.host.clone())
+        .ok_or("the run plan has no rootfs")?;
+    let inside = crate::container_root::enter(&workload, bundle, &rootfs)?;
+    let inside = RunPlan::resolve_with_module(&inside, Path::new("/"), wasm.path().into())
+        .map_err(|e| e.to_string())?;
+    // Only where the directories are changes: argv, env and grants stay the host plan's (an
+    // artifact's argv, for one, is not the spec's).
+    let mut plan = host_plan.clone();
+    plan.preopens = inside.preopens;
+    Ok(plan)
 }
 
 /// Tell the shim which step of the preparation starts now (`step <what>`), so that a

@@ -12,6 +12,7 @@ mod artifact;
 mod bootstrap;
 mod cgroup;
 mod confine;
+mod container_root;
 mod error;
 mod events;
 mod guest;

@@ -1,6 +1,6 @@
 //! Linux namespaces for the guest process, as the spec's `linux.namespaces` asks: join the
-//! ones given by path (e.g. a pod's network namespace), create the others. Must run while the
-//! process has a single thread.
+//! ones given by path (e.g. a pod's network namespace), create the others, and always a mount
+//! namespace of its own. Must run while the process has a single thread.
 
 use std::fs::File;
 
@@ -13,9 +13,12 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// mappings would change what the guest may open, and dropping it silently would run the guest
 /// with the host's ids.
 pub(crate) fn enter(spec: &Spec) -> Result<(), String> {
-    let Some(namespaces) = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()) else {
-        return Ok(());
-    };
+    let none = Vec::new();
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .unwrap_or(&none);
     let mut create = CloneFlags::empty();
     for ns in namespaces {
         let flag = match ns.typ() {
@@ -44,6 +47,9 @@ pub(crate) fn enter(spec: &Spec) -> Result<(), String> {
             None => create |= flag,
         }
     }
+    // The guest process always has a mount namespace of its own, where its root is made
+    // (crate::container_root); a joined one is copied, never changed.
+    create |= CloneFlags::CLONE_NEWNS;
     if !create.is_empty() {
         unshare(create).map_err(|e| format!("failed to create namespaces {create:?}: {e}"))?;
     }

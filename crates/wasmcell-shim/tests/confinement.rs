@@ -287,3 +287,141 @@ fn a_user_namespace_is_refused_with_the_reason() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("user namespace"), "{out:?}");
 }
+
+/// `mknod PATH c 1 3` (a copy of /dev/null).
+fn device_node(path: &Path) {
+    let made = std::process::Command::new("mknod")
+        .arg(path)
+        .args(["c", "1", "3"])
+        .status()
+        .expect("run mknod");
+    assert!(made.success(), "mknod {}", path.display());
+}
+
+#[test]
+fn the_guest_lives_in_its_rootfs_and_opens_no_device() {
+    let c = common::containerd();
+    let dir = c.dir().join("root");
+    let root = rootfs(&dir);
+    let volume = dir.join("volume");
+    std::fs::create_dir_all(&volume).expect("mkdir volume");
+    // One node shipped in the image, one made in a volume it shares (as a sidecar would).
+    device_node(&root.join("null-copy"));
+    device_node(&volume.join("null-copy"));
+    let add_volume = |cfg: &mut serde_json::Value| {
+        if let Some(mounts) = cfg["mounts"].as_array_mut() {
+            mounts.push(serde_json::json!({
+                "destination": "/vol", "type": "bind", "source": volume,
+                "options": ["rbind", "rw"],
+            }));
+        }
+    };
+
+    let config = spec(
+        &dir.join("sleeper"),
+        &root,
+        &["/app.wasm", "sleep", "600000"],
+        add_volume,
+    );
+    let out = ctr_run(&c, "-d", &config, "rooted");
+    assert!(out.success(), "{out:?}");
+    let pid = task_pid(&c, "rooted");
+    let guest_root = std::fs::metadata(format!("/proc/{pid}/root/")).expect("stat guest root");
+    let rootfs = std::fs::metadata(&root).expect("stat rootfs");
+    let host_root = std::fs::metadata("/").expect("stat /");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        (guest_root.dev(), guest_root.ino()),
+        (rootfs.dev(), rootfs.ino())
+    );
+    assert_ne!(
+        (guest_root.dev(), guest_root.ino()),
+        (host_root.dev(), host_root.ino())
+    );
+    let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "rooted"]);
+    assert!(out.success(), "{out:?}");
+
+    for (id, node) in [
+        ("node-image", "/null-copy"),
+        ("node-volume", "/vol/null-copy"),
+    ] {
+        let config = spec(
+            &dir.join(id),
+            &root,
+            &["/app.wasm", "read", node],
+            add_volume,
+        );
+        let out = ctr_run(&c, "--rm", &config, id);
+        // nodev: the kernel refuses to open it (EACCES, WASI errno 2).
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (1, "error: PermissionDenied (errno 2)\n"),
+            "{id}: {out:?}"
+        );
+    }
+}
+
+/// A "sidecar" swaps the guest's working directory in a shared volume for a symlink to `/`
+/// and back, as fast as it can, while Wasm containers with that working directory start and
+/// list it: no guest ever lists the host's root.
+#[test]
+fn a_working_directory_swapped_for_a_symlink_never_reaches_the_host() {
+    let c = common::containerd();
+    let dir = c.dir().join("race");
+    let root = rootfs(&dir);
+    let volume = dir.join("volume");
+    let work = volume.join("work");
+    std::fs::create_dir_all(&work).expect("mkdir work");
+    std::fs::write(work.join("mine.txt"), "x").expect("write");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, volume) = (stop.clone(), volume.clone());
+        std::thread::spawn(move || {
+            let (work, real, link) = (
+                volume.join("work"),
+                volume.join("real"),
+                volume.join("link"),
+            );
+            let _ = std::os::unix::fs::symlink("/", &link);
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // work is a directory -> work is a symlink to / -> back.
+                if std::fs::rename(&work, &real).is_ok() {
+                    let _ = std::os::unix::fs::symlink("/", &work);
+                    let _ = std::fs::remove_file(&work);
+                    let _ = std::fs::rename(&real, &work);
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let mut ran = 0;
+    for i in 0..200 {
+        let id = format!("race-{i}");
+        let config = spec(&dir.join(&id), &root, &["/app.wasm", "ls", "."], |cfg| {
+            cfg["process"]["cwd"] = "/vol/work".into();
+            if let Some(mounts) = cfg["mounts"].as_array_mut() {
+                mounts.push(serde_json::json!({
+                    "destination": "/vol", "type": "bind", "source": volume,
+                    "options": ["rbind", "rw"],
+                }));
+            }
+        });
+        let out = ctr_run(&c, "--rm", &config, &id);
+        ran += 1;
+        // What a guest may see: its working directory; the rootfs, where the swap left a link
+        // to `/` (the container's root, in there); or the volume itself while the directory
+        // was moved away. Never the host's root.
+        // (A guest that found no working directory at all says so: `error: NotFound`.)
+        for name in out.stdout.lines().filter(|l| !l.starts_with("error: ")) {
+            assert!(
+                ["mine.txt", "app.wasm", "vol", "link", "work", "real"].contains(&name),
+                "{id} listed {name:?} of the host: {out:?}"
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().expect("swapper");
+    assert!(ran == 200 && swaps > 0, "ran {ran}, swaps {swaps}");
+}
