@@ -39,7 +39,7 @@ pub(crate) const NAMESPACE_ENV: &str = "WASMCELL_CONTAINERD_NAMESPACE";
 const EXIT_NOT_STARTED: i32 = 137;
 
 pub(crate) fn main(args: &[String]) -> i32 {
-    let Some(bundle) = flag(args, "--bundle") else {
+    let Some(bundle) = flag(args, "--bundle").map(PathBuf::from) else {
         eprintln!("containerd-shim-wasmcell-v1 guest: missing --bundle");
         return 2;
     };
@@ -50,80 +50,20 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     let mut control = UnixStream::from(control);
 
-    // Join the container's cgroup (v1) while this process has one thread: see cgroup.rs.
-    if let Err(e) = join_cgroup(args) {
-        let code = wasmcell_core::EXIT_CONFIG_ERROR;
-        let _ = writeln!(control, "error {code} {}", one_line(&e));
-        return code;
-    }
-
-    // Wait until the shim has placed this process in the container's cgroup (or knows it is
-    // there), so that the cgroup namespace is rooted there and preparing the module is
-    // accounted to the container.
-    let mut byte = [0u8; 1];
-    match control.read(&mut byte) {
-        Ok(1) if byte[0] == PREPARE => {}
-        _ => return EXIT_NOT_STARTED,
-    }
-
-    let bundle = PathBuf::from(bundle);
-    let containerd = Containerd {
-        address: std::env::var(ADDRESS_ENV).unwrap_or_default(),
-        namespace: std::env::var(NAMESPACE_ENV).unwrap_or_default(),
-    };
     let mut timings = Timings::new();
-    step(&mut control, "entering the namespaces");
-    let spec = match enter_namespaces(&bundle) {
-        Ok(spec) => spec,
-        Err(e) => {
-            let code = wasmcell_core::EXIT_CONFIG_ERROR;
-            let _ = writeln!(control, "error {code} {}", one_line(&e));
+    let set_up = set_up(args, &bundle, &id, &mut control, &mut timings);
+    let (plan, wasm, engine) = match set_up {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return EXIT_NOT_STARTED,
+        Err((code, message)) => {
+            let _ = writeln!(control, "error {code} {}", one_line(&message));
             return code;
         }
     };
-    timings.mark("namespaces");
-    // Hashing and compiling may use a thread pool: a joined one, so that this process is back
-    // to one thread for its confinement (capabilities and seccomp are per thread).
-    let prepared = wasmcell_core::fork::with_joined_pool(|| {
-        prepare(&spec, &bundle, &id, &containerd, &mut timings, &mut control)
-    });
-    let (plan, wasm, engine) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(
-                control,
-                "error {} {}",
-                e.exit_code(),
-                one_line(&e.to_string())
-            );
-            return e.exit_code();
-        }
-    };
-    step(&mut control, "confining the process");
-    if let Err(e) = crate::confine::prepare(&spec) {
-        let code = wasmcell_core::EXIT_CONFIG_ERROR;
-        let _ = writeln!(control, "error {code} {}", one_line(&e));
-        return code;
-    }
-    step(&mut control, "entering the container's root");
-    let plan = match enter_root(&spec, &bundle, &plan, &wasm) {
-        Ok(plan) => plan,
-        Err(e) => {
-            let code = wasmcell_core::EXIT_CONFIG_ERROR;
-            let _ = writeln!(control, "error {code} {}", one_line(&e));
-            return code;
-        }
-    };
-    timings.mark("root");
-    if let Err(e) = crate::confine::apply(&spec) {
-        let code = wasmcell_core::EXIT_CONFIG_ERROR;
-        let _ = writeln!(control, "error {code} {}", one_line(&e));
-        return code;
-    }
-    timings.mark("confine");
     if writeln!(control, "ready {}", timings.report()).is_err() {
         return EXIT_NOT_STARTED;
     }
+    let mut byte = [0u8; 1];
     match control.read(&mut byte) {
         Ok(1) if byte[0] == START => {}
         _ => return EXIT_NOT_STARTED,
@@ -147,6 +87,55 @@ pub(crate) fn main(args: &[String]) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Why set-up failed: the exit status and the message for the shim.
+type Failure = (i32, String);
+
+fn config_error(message: String) -> Failure {
+    (wasmcell_core::EXIT_CONFIG_ERROR, message)
+}
+
+/// Everything between the spawn and `ready`, in this order: join the cgroup (v1) while this
+/// process has one thread (cgroup.rs); wait for the shim's `p` (the process is in its cgroup, so
+/// the rest is accounted to the container and the cgroup namespace is rooted there); enter the
+/// namespaces; read and compile the module from the host's side (the node's cache); confine
+/// what needs the host's `/proc`; pivot into the container's root; drop to the container's
+/// user, capabilities and seccomp filter. `None`: the shim went away before `p`.
+fn set_up(
+    args: &[String],
+    bundle: &Path,
+    id: &str,
+    control: &mut UnixStream,
+    timings: &mut Timings,
+) -> Result<Option<(RunPlan, WasmBinary, WasmtimeEngine)>, Failure> {
+    join_cgroup(args).map_err(config_error)?;
+    let mut byte = [0u8; 1];
+    match control.read(&mut byte) {
+        Ok(1) if byte[0] == PREPARE => {}
+        _ => return Ok(None),
+    }
+    let containerd = Containerd {
+        address: std::env::var(ADDRESS_ENV).unwrap_or_default(),
+        namespace: std::env::var(NAMESPACE_ENV).unwrap_or_default(),
+    };
+    step(control, "entering the namespaces");
+    let spec = enter_namespaces(bundle).map_err(config_error)?;
+    timings.mark("namespaces");
+    // Hashing and compiling may use a thread pool: a joined one, so that this process is back
+    // to one thread for its confinement (capabilities and seccomp are per thread).
+    let (plan, wasm, engine) = wasmcell_core::fork::with_joined_pool(|| {
+        prepare(&spec, bundle, id, &containerd, timings, control)
+    })
+    .map_err(|e| (e.exit_code(), e.to_string()))?;
+    step(control, "confining the process");
+    crate::confine::prepare(&spec).map_err(config_error)?;
+    step(control, "entering the container's root");
+    let plan = enter_root(&spec, bundle, &plan, &wasm).map_err(config_error)?;
+    timings.mark("root");
+    crate::confine::apply(&spec).map_err(config_error)?;
+    timings.mark("confine");
+    Ok(Some((plan, wasm, engine)))
 }
 
 fn prepare(
