@@ -114,6 +114,7 @@ impl Executor for WasmcellExecutor {
                 wasmcell_core::fork::enter_forked_child();
                 wasmcell_core::fork::ensure_single_threaded("wasm init process")
                     .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))?;
+                caps_as_after_execve(spec).map_err(ExecutorValidationError::ArgValidationError)?;
                 self.mark(Step::LoadingModule);
                 // Reported by `create`, which receives this error from the init process.
                 let prepared = prepare(spec, self.code.as_ref())
@@ -142,6 +143,7 @@ impl Executor for WasmcellExecutor {
                     Some(p) => p,
                     None => {
                         wasmcell_core::fork::enter_forked_child();
+                        caps_as_after_execve(spec).map_err(ExecutorError::Other)?;
                         prepare(spec, self.code.as_ref()).map_err(ExecutorError::Other)?
                     }
                 };
@@ -152,6 +154,23 @@ impl Executor for WasmcellExecutor {
             }
         }
     }
+}
+
+/// libcontainer sets the spec's capabilities and leaves the rest to `execve`, which, for a
+/// process that is not root (running a file with no capabilities), makes permitted and
+/// effective the ambient set. A Wasm guest runs in this very process, with no `execve`: do what
+/// it would have done, so a `runAsUser` guest holds no more than a runc container's process.
+fn caps_as_after_execve(spec: &Spec) -> Result<(), String> {
+    use caps::CapSet;
+    let uid = spec.process().as_ref().map_or(0, |p| p.user().uid());
+    if uid == 0 {
+        return Ok(());
+    }
+    let ambient = caps::read(None, CapSet::Ambient)
+        .map_err(|e| format!("failed to read ambient capabilities: {e}"))?;
+    caps::set(None, CapSet::Effective, &ambient)
+        .and_then(|()| caps::set(None, CapSet::Permitted, &ambient))
+        .map_err(|e| format!("failed to drop capabilities for uid {uid}: {e}"))
 }
 
 /// The run plan as the guest sees the filesystem from inside the container: the rootfs is `/`

@@ -42,6 +42,7 @@ mod artifact;
 mod cni;
 #[cfg(feature = "cri")]
 pub mod cri;
+pub mod hostile;
 mod image;
 pub mod parity;
 

@@ -93,30 +93,15 @@ pub fn ids_under(root: &Path) -> Vec<String> {
 /// caller fills it), `annotations` added.
 pub fn bundle(dir: &Path, args: &[&str], annotations: &[(&str, &str)]) -> PathBuf {
     std::fs::create_dir_all(dir.join("rootfs")).expect("mkdir rootfs");
-    let out = Command::new("runc")
-        .arg("spec")
-        .arg("--bundle")
-        .arg(dir)
-        .output()
-        .expect("runc spec");
-    assert!(out.status.success(), "runc spec: {out:?}");
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("read config")).expect("json");
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = args
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .into();
-    let mut notes = serde_json::Map::new();
-    for (k, v) in annotations {
-        notes.insert(k.to_string(), (*v).into());
-    }
-    if !notes.is_empty() {
-        config["annotations"] = notes.into();
-    }
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).expect("write config");
+    wasmcell_testing::hostile::spec(dir, Path::new("rootfs"), args, |config| {
+        let mut notes = serde_json::Map::new();
+        for (k, v) in annotations {
+            notes.insert(k.to_string(), (*v).into());
+        }
+        if !notes.is_empty() {
+            config["annotations"] = notes.into();
+        }
+    });
     dir.to_path_buf()
 }
 
