@@ -177,6 +177,12 @@ fn serve(flags: &Flags) -> Result<(), String> {
             #[allow(unsafe_code)]
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FD) };
             std::env::remove_var(LISTEN_FD_ENV);
+            // Mapped to fd 3 without close-on-exec: set it, so that no guest process or runc
+            // inherits the shim's socket.
+            let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+            if let Err(e) = nix::fcntl::fcntl(LISTEN_FD, cloexec) {
+                tracing::warn!(error = %e, "failed to set close-on-exec on the shim socket");
+            }
             fd
         }
         Err(_) => {

@@ -44,6 +44,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         return 2;
     };
     let id = flag(args, "--id").unwrap_or_default();
+    close_inherited_fds();
     // SAFETY: the shim maps the child end of a fresh socket pair to CONTROL_FD when it spawns
     // this process (see instance.rs); nothing else in this process owns or closes that fd.
     #[allow(unsafe_code)]
@@ -86,6 +87,26 @@ pub(crate) fn main(args: &[String]) -> i32 {
             eprintln!("wasmcell: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Close every descriptor above the control socket: whatever the shim's own parent left open
+/// (containerd's, or its parent's) is none of the guest's business. Runs first, before
+/// anything of this process opens a file, so each closed fd is one nothing here owns.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > CONTROL_FD)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list inherited descriptors");
+            return;
+        }
+    };
+    for fd in fds {
+        // The listing's own descriptor is among them, already closed: EBADF, ignored.
+        let _ = nix::unistd::close(fd);
     }
 }
 

@@ -52,3 +52,66 @@ fn a_user_namespace_is_refused_with_the_reason() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("user namespace"), "{out:?}");
 }
+
+/// The guest process inherits none of the shim's descriptors: not its ttrpc socket (fd 3 of
+/// the shim's server), only its stdio and its control socket.
+#[test]
+fn the_guest_holds_no_descriptor_of_the_shim() {
+    let c = common::containerd();
+    let dir = c.dir().join("fds");
+    let root = rootfs(&dir, guests::PROBE_P1);
+    let config = spec(
+        &dir.join("spec"),
+        &root,
+        &["/app.wasm", "sleep", "600000"],
+        |_| {},
+    );
+    let out = ctr_run(&c, &runtime(), "-d", &config, "fds-1");
+    assert!(out.success(), "{out:?}");
+    let guest = wasmcell_testing::hostile::task_pid(&c, "fds-1");
+    let links = |pid: u32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let path = e.ok()?.path();
+                    let link = std::fs::read_link(&path).ok()?;
+                    Some(format!(
+                        "{} -> {}",
+                        path.file_name()?.to_string_lossy(),
+                        link.display()
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    let shims = common::shims_of(&c);
+    assert!(!shims.is_empty(), "no shim process");
+    let listener = std::fs::read_link(format!("/proc/{}/fd/3", shims[0]))
+        .expect("the shim's fd 3")
+        .display()
+        .to_string();
+    assert!(listener.starts_with("socket:"), "{listener}");
+    let held = links(guest);
+    assert!(
+        !held.contains(&listener),
+        "the guest holds the shim's socket: {held:?}"
+    );
+    // Nothing the shim holds that the guest did not open itself: only its stdio FIFOs are
+    // shared with the shim (the shim opened them for it).
+    let shim_held = links(shims[0]);
+    let ours = |l: &String| l.split(" -> ").nth(1).map(str::to_string);
+    let leaked: Vec<&String> = held
+        .iter()
+        .filter(|l| {
+            let target = ours(l);
+            shim_held.iter().any(|s| ours(s) == target)
+                && !target.as_deref().is_some_and(|t| t.contains("/fifo/"))
+                && target.as_deref() != Some("/dev/null")
+                && target.as_deref() != Some("/")
+        })
+        .collect();
+    assert!(leaked.is_empty(), "the guest holds the shim's {leaked:?}");
+    let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "fds-1"]);
+    assert!(out.success(), "{out:?}");
+}

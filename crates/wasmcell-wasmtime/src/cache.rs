@@ -25,6 +25,8 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmcell_core::ModuleKind;
 
+use crate::cache_trust;
+
 const MAGIC: &[u8; 8] = b"WCSUM003";
 const HASH_LEN: usize = 32;
 const SUM_LEN: usize = MAGIC.len() + HASH_LEN + Stamp::LEN + 8;
@@ -126,6 +128,9 @@ impl CompileCache {
     /// The open code file of an entry that matches its checksum, or None (a bad entry is
     /// deleted).
     pub(crate) fn load(&self, key: &str) -> Option<std::fs::File> {
+        if !self.trusted() {
+            return None;
+        }
         let opened = self.open_entry(key)?;
         if opened.record.vouches_for(&opened.stamp) {
             // Mark as recently used for eviction (on the checksum file: the code file's times
@@ -165,8 +170,25 @@ impl CompileCache {
     /// no such entry, or it was half-written or unreadable (then it is discarded).
     fn open_entry(&self, key: &str) -> Option<OpenEntry> {
         let path = self.path(key);
-        let sum = std::fs::read(self.sum_path(key)).ok();
-        let file = std::fs::File::open(&path).ok();
+        let sum_file = cache_trust::open(&self.sum_path(key)).ok();
+        let file = cache_trust::open(&path).ok();
+        for (f, name) in [(&sum_file, SUM_EXTENSION), (&file, EXTENSION)] {
+            let problem = f
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .and_then(|m| cache_trust::file_problem(&m));
+            if let Some(problem) = problem {
+                tracing::warn!(entry = %path.display(), file = name, %problem, "refusing cache entry; it is removed and compiled afresh");
+                self.discard(key);
+                return None;
+            }
+        }
+        let sum = sum_file.and_then(|mut f| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes)
+                .ok()
+                .map(|_| bytes)
+        });
         let (sum, file) = match (sum, file) {
             (Some(sum), Some(file)) => (sum, file),
             (None, None) => return None,
@@ -217,9 +239,28 @@ impl CompileCache {
         let _ = std::fs::remove_file(self.path(key));
     }
 
+    /// Whether the directory may be used ([`cache_trust`]); the reason is logged when not.
+    fn trusted(&self) -> bool {
+        match cache_trust::dir_problem(&self.dir) {
+            None => true,
+            Some(problem) => {
+                if self.dir.exists() {
+                    tracing::warn!(dir = %self.dir.display(), %problem, "not using the precompile cache");
+                }
+                false
+            }
+        }
+    }
+
     /// Store an entry atomically, then evict past the size bound.
     pub(crate) fn store(&self, key: &str, code: &[u8]) -> io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        cache_trust::create_dir(&self.dir)?;
+        if let Some(problem) = cache_trust::dir_problem(&self.dir) {
+            return Err(io::Error::other(format!(
+                "the cache directory {} is not trusted: {problem}",
+                self.dir.display()
+            )));
+        }
         let mut hasher = blake3::Hasher::new();
         if wasmcell_core::fork::in_forked_child() {
             hasher.update(code);
@@ -249,7 +290,9 @@ impl CompileCache {
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+        let written = cache_trust::create_new(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -482,6 +525,45 @@ mod tests {
         std::fs::write(cache.path("k2"), b"code").expect("write");
         assert!(cache.load("k2").is_none());
         assert!(!cache.path("k2").exists());
+    }
+
+    #[test]
+    fn a_planted_entry_is_never_loaded() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::new(dir.path().join("cache"), DEFAULT_MAX_BYTES);
+        cache.store("k", b"good code").expect("store");
+        assert!(cache.load("k").is_some());
+
+        // A group-writable directory: anyone in the group could plant code; nothing is loaded.
+        let perms = |mode| std::fs::Permissions::from_mode(mode);
+        std::fs::set_permissions(cache.dir(), perms(0o770)).expect("chmod");
+        assert!(
+            cache.load("k").is_none(),
+            "loaded from a group-writable dir"
+        );
+        assert!(
+            cache.store("k2", b"x").is_err(),
+            "stored into a group-writable dir"
+        );
+        std::fs::set_permissions(cache.dir(), perms(0o700)).expect("chmod");
+
+        // An entry someone else owns, with a checksum that matches it: refused and removed.
+        let stranger = nix::unistd::Uid::from_raw(nix::unistd::geteuid().as_raw() + 4242);
+        nix::unistd::chown(&cache.path("k"), Some(stranger), None).expect("chown");
+        assert!(
+            cache.load("k").is_none(),
+            "loaded an entry owned by another user"
+        );
+        assert!(!cache.path("k").exists(), "the planted entry is removed");
+
+        // A symlink in place of the code is not followed.
+        cache.store("k3", b"good code").expect("store");
+        let elsewhere = dir.path().join("elsewhere.cwasm");
+        std::fs::write(&elsewhere, b"good code").expect("write");
+        std::fs::remove_file(cache.path("k3")).expect("rm");
+        std::os::unix::fs::symlink(&elsewhere, cache.path("k3")).expect("symlink");
+        assert!(cache.load("k3").is_none(), "followed a symlink");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use wasmcell_wasmtime::{GuestMeter, WasmtimeEngine};
 
 use crate::instance::{lock, Status};
 use crate::shared::cpu_time::Metered;
+use crate::shared::output::Outputs;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
@@ -112,9 +113,9 @@ impl SharedInstance {
         let meter = self.meter.clone();
         let cpu = self.cpu_nanos.clone();
         let id = self.req.id.clone();
-        // Where a trap or out-of-memory message goes once the run has ended: the container's
-        // stderr, as in normal mode, where the guest process prints it.
-        let stderr = prepared.stdio.stderr.try_clone().ok();
+        // Kept until the output has been read (see output.rs); a trap or out-of-memory message
+        // goes to the container's stderr through them, as in normal mode.
+        let outputs = Outputs::hold(&prepared.stdio);
         let run = tokio::spawn(Metered::new(
             async move {
                 let Prepared { plan, wasm, stdio } = prepared;
@@ -132,7 +133,7 @@ impl SharedInstance {
         ));
         let this = self.clone();
         tokio::spawn(async move {
-            let code = supervise(&id, run, kill_rx, stderr).await;
+            let code = supervise(&id, run, kill_rx, outputs).await;
             let exit = this.set_exited(code.0, code.1);
             exited(exit);
         });
@@ -206,7 +207,7 @@ async fn supervise(
     id: &str,
     mut run: tokio::task::JoinHandle<Result<GuestExit, wasmcell_core::EngineError>>,
     kill: oneshot::Receiver<i32>,
-    stderr: Option<std::fs::File>,
+    mut outputs: Outputs,
 ) -> (u32, bool) {
     let ended = tokio::select! {
         ended = &mut run => ended,
@@ -214,19 +215,32 @@ async fn supervise(
             run.abort();
             let _ = run.await;
             tracing::info!(container = %id, signal, "guest stopped by signal");
+            outputs.drained().await;
             return (128 + signal as u32, false);
         }
     };
+    let ended = ended_as(id, ended, &mut outputs);
+    outputs.drained().await;
+    ended
+}
+
+/// The exit status of a run that ended by itself, and whether it ran out of memory; a trap or
+/// out-of-memory message goes to the container's stderr.
+fn ended_as(
+    id: &str,
+    ended: Result<Result<GuestExit, wasmcell_core::EngineError>, tokio::task::JoinError>,
+    outputs: &mut Outputs,
+) -> (u32, bool) {
     match ended {
         Ok(Ok(exit)) => {
             match &exit {
                 GuestExit::Trapped(m) => {
                     tracing::info!(container = %id, trap = %m, "guest trapped");
-                    tell_container(stderr, &format!("wasmcell: guest trapped: {m}"));
+                    outputs.tell(&format!("wasmcell: guest trapped: {m}"));
                 }
                 GuestExit::OutOfMemory(m) => {
                     tracing::info!(container = %id, reason = %m, "guest ran out of memory");
-                    tell_container(stderr, &format!("wasmcell: guest ran out of memory: {m}"));
+                    outputs.tell(&format!("wasmcell: guest ran out of memory: {m}"));
                 }
                 GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
             }
@@ -242,26 +256,6 @@ async fn supervise(
             (wasmcell_core::EXIT_TRAP as u32, false)
         }
         Err(_) => (137, false),
-    }
-}
-
-/// Write one line to the container's stderr without blocking the executor: the run has ended,
-/// so this is the only user of the FIFO's open file, and a full FIFO (nobody reading) only
-/// loses the line.
-fn tell_container(stderr: Option<std::fs::File>, line: &str) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use std::io::Write as _;
-    use std::os::fd::AsRawFd as _;
-    let Some(mut stderr) = stderr else { return };
-    let fd = stderr.as_raw_fd();
-    let nonblocking = fcntl(fd, FcntlArg::F_GETFL).and_then(|f| {
-        fcntl(
-            fd,
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(f) | OFlag::O_NONBLOCK),
-        )
-    });
-    if nonblocking.is_ok() {
-        let _ = writeln!(stderr, "{line}");
     }
 }
 

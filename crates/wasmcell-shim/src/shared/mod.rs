@@ -17,6 +17,7 @@
 mod cpu_time;
 mod instance;
 mod manager;
+mod output;
 mod service;
 
 use std::sync::Mutex;
