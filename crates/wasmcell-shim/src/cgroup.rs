@@ -35,13 +35,14 @@ impl std::fmt::Debug for Cgroup {
 }
 
 impl Cgroup {
-    /// The cgroup named by `linux.cgroupsPath` (default `/wasmcell/<id>`).
+    /// The cgroup named by `linux.cgroupsPath` (default `/wasmcell/<id>`), in either CRI
+    /// driver's form ([`crate::cgroup_path`]).
     pub(crate) fn for_spec(spec: &Spec, id: &str) -> Result<Self, ShimError> {
-        let path = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .unwrap_or_else(|| PathBuf::from(format!("/wasmcell/{id}")));
+        let path = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+            Some(raw) => crate::cgroup_path::resolve(&raw.to_string_lossy())
+                .map_err(|why| ShimError::InvalidArgument(format!("container {id}: {why}")))?,
+            None => PathBuf::from(format!("/wasmcell/{id}")),
+        };
         Self::open(&path, id)
     }
 

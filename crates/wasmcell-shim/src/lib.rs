@@ -11,6 +11,7 @@
 mod artifact;
 mod bootstrap;
 mod cgroup;
+mod cgroup_path;
 mod confine;
 mod container_root;
 mod error;

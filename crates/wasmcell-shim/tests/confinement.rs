@@ -115,3 +115,50 @@ fn the_guest_holds_no_descriptor_of_the_shim() {
     let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "fds-1"]);
     assert!(out.success(), "{out:?}");
 }
+
+/// With containerd's systemd cgroup driver, `cgroupsPath` is `slice:prefix:name`: the guest
+/// lands in the scope systemd would create for it, under its slices, in every hierarchy (not
+/// in a directory named after the whole string at the root).
+#[test]
+fn a_systemd_cgroups_path_is_placed_where_systemd_puts_it() {
+    let c = common::containerd();
+    let dir = c.dir().join("systemd-cgroup");
+    let root = rootfs(&dir, guests::PROBE_P1);
+    let top = format!("wcltest{}", std::process::id());
+    let slice = format!("{top}-pod1.slice");
+    let config = spec(
+        &dir.join("spec"),
+        &root,
+        &["/app.wasm", "sleep", "600000"],
+        |cfg| {
+            cfg["linux"]["cgroupsPath"] = format!("{slice}:cri-containerd:sd1").into();
+        },
+    );
+    let out = ctr_run(&c, &runtime(), "-d", &config, "sd-1");
+    assert!(out.success(), "{out:?}\n{}", c.log_tail(20));
+    let pid = wasmcell_testing::hostile::task_pid(&c, "sd-1");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroup");
+    let want = format!("/{top}.slice/{slice}/cri-containerd-sd1.scope");
+    let memory = cgroups
+        .lines()
+        .find(|l| l.split(':').nth(1) == Some("memory"))
+        .unwrap_or_else(|| panic!("no memory hierarchy in {cgroups}"));
+    assert!(memory.ends_with(&want), "{memory} (want {want})");
+    let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "sd-1"]);
+    assert!(out.success(), "{out:?}");
+    // The scope goes with the container; the slices are the test's to remove.
+    let deleted = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        c.run_ctr(&["task", "delete", "sd-1"]).success()
+    });
+    assert!(deleted, "task sd-1 was not deleted");
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("list hierarchies")
+        .flatten()
+    {
+        let base = hierarchy.path().join(format!("{top}.slice"));
+        let _ = std::fs::remove_dir(base.join(&slice).join("cri-containerd-sd1.scope"));
+        let _ = std::fs::remove_dir(base.join(&slice));
+        let _ = std::fs::remove_dir(&base);
+    }
+}
