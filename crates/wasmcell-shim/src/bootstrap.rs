@@ -93,22 +93,50 @@ fn start(flags: &Flags) -> Result<String, String> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
     let path = socket_path(&address);
 
-    if UnixStream::connect(&path).is_err() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
-        }
-        let _ = std::fs::remove_file(&path);
-        match UnixListener::bind(&path) {
-            Ok(listener) => launch_server(flags, &group, &address, listener, None)?,
-            // Another start for the same group won the race; its server is coming up.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
-            Err(e) => return Err(format!("failed to listen on {}: {e}", path.display())),
-        }
-    }
+    ensure_server(&path, |listener| {
+        launch_server(flags, &group, &address, listener, None)
+    })?;
     std::fs::write(bundle.join("address"), &address)
         .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
     Ok(address)
+}
+
+/// Make sure a server listens at `path`: when none answers, take the lock beside the socket,
+/// look again (another `start` may have launched one meanwhile), and only then bind the
+/// socket and `launch` a server on it. Two concurrent starts for the same socket never both
+/// launch one (the loser's server would sit on an unlinked socket, orphaned).
+pub(crate) fn ensure_server(
+    path: &Path,
+    launch: impl FnOnce(UnixListener) -> Result<(), String>,
+) -> Result<(), String> {
+    if UnixStream::connect(path).is_ok() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    let lock_path = with_suffix(path, ".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("failed to open {}: {e}", lock_path.display()))?;
+    let _locked = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("failed to lock {}: {e}", lock_path.display()))?;
+    if UnixStream::connect(path).is_ok() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+    launch(listener)
+}
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Launch the server for `group` on `listener`; with `manager_log`, the shared-mode manager,
@@ -234,7 +262,9 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let _ = done_rx.recv_timeout(Duration::from_secs(2));
     // The last exit and delete events must reach containerd before the process is gone.
     events.flush(Duration::from_secs(5));
-    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    let socket = socket_path(&flags.socket);
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(with_suffix(&socket, ".lock"));
     tracing::info!("shim exiting");
     Ok(())
 }

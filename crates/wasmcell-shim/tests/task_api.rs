@@ -319,3 +319,55 @@ fn unsupported_calls_say_so_and_unknown_ids_are_not_found() {
         )
         .expect("shutdown");
 }
+
+/// Many `start`s for the same container at once (containerd retrying, or two CRI calls for
+/// one pod): one server, and every `start` names it; none is left orphaned on an unlinked
+/// socket.
+#[test]
+fn concurrent_starts_launch_one_server() {
+    let c = Containerd::start_with_path(&[]);
+    let dir = bundle(&c, "racer", guests::HELLO_P1, &[]);
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(SHIM)
+                .args(["-namespace", c.namespace(), "-id", "racer", "-address"])
+                .arg(c.socket())
+                .arg("start")
+                .current_dir(&dir)
+                .env("TTRPC_ADDRESS", c.ttrpc_socket())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run shim start")
+        })
+        .collect();
+    let addresses: Vec<String> = starts
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("wait for start");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).expect("utf-8 address")
+        })
+        .collect();
+    assert!(addresses.windows(2).all(|w| w[0] == w[1]), "{addresses:?}");
+    let socket = addresses[0].trim_start_matches("unix://").to_string();
+    let servers: Vec<u32> = wasmcell_testing::pids_with_cmdline_containing(&socket)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| !String::from_utf8_lossy(&b).contains("start"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(servers.len(), 1, "servers for {socket}: {servers:?}");
+    let shim = start_shim(&c, "racer", &dir);
+    assert_eq!(shim.pid, servers[0]);
+    shim.client
+        .shutdown(
+            ctx(),
+            &ShutdownRequest {
+                id: "racer".into(),
+                ..Default::default()
+            },
+        )
+        .expect("shutdown");
+}

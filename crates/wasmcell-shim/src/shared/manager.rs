@@ -1,10 +1,9 @@
 //! Starting the manager (the `start` action in shared mode) and running it.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,12 +11,11 @@ use containerd_shim::protos::ttrpc::asynchronous::{Server, Service};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Flags;
 use containerd_shim_protos::shim_async::{create_task, Task};
-use nix::fcntl::{Flock, FlockArg};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 use super::service::SharedService;
 use super::{Activity, IDLE_EXIT, MANAGER_ENV};
-use crate::bootstrap::{launch_server, socket_path};
+use crate::bootstrap::{ensure_server, launch_server, socket_path, with_suffix};
 use crate::events::Events;
 use crate::reaper::Reaper;
 
@@ -33,38 +31,13 @@ pub(crate) fn start(flags: &Flags) -> Result<String, String> {
         std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
     let address = manager_address(&flags.address);
     let path = socket_path(&address);
-    if UnixStream::connect(&path).is_err() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
-        }
-        let lock_path = with_suffix(&path, ".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("failed to open {}: {e}", lock_path.display()))?;
-        let _locked = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| format!("failed to lock {}: {e}", lock_path.display()))?;
-        // Under the lock, a manager that is listening now was started by another `start`.
-        if UnixStream::connect(&path).is_err() {
-            let _ = std::fs::remove_file(&path);
-            let listener = UnixListener::bind(&path)
-                .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
-            let log = with_suffix(&path, ".log");
-            launch_server(flags, "manager", &address, listener, Some(&log))?;
-        }
-    }
+    ensure_server(&path, |listener| {
+        let log = with_suffix(&path, ".log");
+        launch_server(flags, "manager", &address, listener, Some(&log))
+    })?;
     std::fs::write(bundle.join("address"), &address)
         .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
     Ok(address)
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Run the manager on the listening socket `start` handed over, until it has been idle.
