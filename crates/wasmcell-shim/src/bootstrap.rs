@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -21,8 +22,7 @@ use containerd_shim::protos::shim_sync::create_task;
 use containerd_shim::protos::ttrpc::{MethodHandler, Server};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Flags, Task};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::cgroup::Cgroup;
 use crate::events::Events;
@@ -322,10 +322,14 @@ fn delete(flags: &Flags) -> Result<(), String> {
     let mut pid = 0;
     if let Some(record) = record {
         pid = record.pid;
-        if guest_alive(record.pid) {
-            let _ = kill(Pid::from_raw(record.pid as i32), Signal::SIGKILL);
+        // Only the very process recorded: a guest of this bundle, started when it was. The
+        // pidfd is opened first and the identity checked after, so the signal reaches the
+        // process that was checked.
+        let pidfd = crate::pidfd::PidFd::open(record.pid).ok();
+        if let Some(pidfd) = pidfd.filter(|_| is_recorded_guest(&record, &bundle)) {
+            let _ = pidfd.signal(Signal::SIGKILL as i32);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while guest_alive(record.pid) && Instant::now() < deadline {
+            while is_recorded_guest(&record, &bundle) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -364,15 +368,25 @@ fn delete(flags: &Flags) -> Result<(), String> {
         .map_err(|e| format!("failed to write the delete response: {e}"))
 }
 
-/// True when `pid` is still one of our guest processes (not exited, not reused by another
-/// program, not a zombie).
-fn guest_alive(pid: u32) -> bool {
+/// True when the recorded process still runs and is the guest process of `bundle` that was
+/// recorded (same start time, when recorded; `guest --bundle <bundle>` on its command line), not
+/// another program or another container's guest that got the pid after it.
+fn is_recorded_guest(record: &StateRecord, bundle: &Path) -> bool {
+    let pid = record.pid;
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let is_guest = cmdline
-        .split(|b| *b == 0)
-        .nth(1)
-        .is_some_and(|arg| arg == crate::guest::SUBCOMMAND.as_bytes());
-    is_guest && crate::instance::still_running(pid)
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_guest = args.get(1) == Some(&crate::guest::SUBCOMMAND.as_bytes());
+    let same_dir = |arg: &[u8]| {
+        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
+        arg == bundle || arg.canonicalize().ok() == bundle.canonicalize().ok()
+    };
+    let ours = args
+        .windows(2)
+        .any(|w| w[0] == b"--bundle" && same_dir(w[1]));
+    let same_start = record
+        .start_time
+        .is_none_or(|t| crate::pidfd::start_time(pid) == Some(t));
+    is_guest && ours && same_start && crate::instance::still_running(pid)
 }

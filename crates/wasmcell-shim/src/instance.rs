@@ -18,6 +18,7 @@ use crate::artifact::Containerd;
 use crate::cgroup::{Cgroup, Join};
 use crate::guest::{ADDRESS_ENV, CONTROL_FD, NAMESPACE_ENV, PREPARE, START, SUBCOMMAND};
 use crate::linux::Runc;
+use crate::pidfd::PidFd;
 use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
@@ -68,6 +69,8 @@ pub(crate) struct State {
 pub(crate) struct Instance {
     pub(crate) req: CreateRequest,
     pub(crate) pid: u32,
+    /// The process `pid` named at Create: signals go through it, never to a reused pid.
+    pidfd: Option<PidFd>,
     pub(crate) cgroup: Option<Cgroup>,
     /// Set for a Linux container run by runc; `None` for a Wasm guest.
     pub(crate) runc: Option<(Runc, Reaper)>,
@@ -137,9 +140,13 @@ impl Instance {
         cgroup: Option<Cgroup>,
         runc: Option<(Runc, Reaper)>,
     ) -> Self {
+        let pidfd = PidFd::open(pid)
+            .inspect_err(|e| tracing::warn!(pid, error = %e, "no pidfd; signals go by pid"))
+            .ok();
         Instance {
             req,
             pid,
+            pidfd,
             cgroup,
             runc,
             control: Mutex::new(None),
@@ -210,12 +217,11 @@ impl Instance {
                 self.req.id
             )));
         }
-        kill(Pid::from_raw(self.pid as i32), signal).map_err(|e| {
-            ShimError::io(
-                format!("failed to signal container {}", self.req.id),
-                e.into(),
-            )
-        })
+        let sent = match &self.pidfd {
+            Some(pidfd) => pidfd.signal(signal as i32),
+            None => kill(Pid::from_raw(self.pid as i32), signal).map_err(Into::into),
+        };
+        sent.map_err(|e| ShimError::io(format!("failed to signal container {}", self.req.id), e))
     }
 
     /// Record the guest's exit (called by the reaper). Returns whether it ran out of memory.

@@ -20,6 +20,7 @@ mod guest;
 mod instance;
 mod linux;
 mod namespaces;
+mod pidfd;
 mod reaper;
 mod rootfs;
 mod service;

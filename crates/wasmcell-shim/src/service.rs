@@ -493,12 +493,16 @@ pub(crate) fn timestamp(t: Option<SystemTime>) -> Timestamp {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct StateRecord {
     pub(crate) pid: u32,
+    /// When `pid` started (`crate::pidfd::start_time`): `delete` kills only that process.
+    #[serde(default)]
+    pub(crate) start_time: Option<u64>,
     pub(crate) cgroup: Option<PathBuf>,
 }
 
 pub(crate) fn write_state_file(bundle: &Path, pid: u32, cgroup: Option<&Path>) {
     let record = StateRecord {
         pid,
+        start_time: crate::pidfd::start_time(pid),
         cgroup: cgroup.map(Path::to_path_buf),
     };
     let path = bundle.join(STATE_FILE);

@@ -226,3 +226,36 @@ fn a_killed_shim_is_cleaned_up_by_delete() {
     );
     assert_clean(&c);
 }
+
+/// `delete` after a shim death kills only the guest process it recorded: a pid that now
+/// belongs to another program (here a `sleep`, as after pid reuse) is left alone.
+#[test]
+fn delete_never_kills_a_process_that_only_has_the_recorded_pid() {
+    let bundle = tempfile::tempdir().expect("bundle dir");
+    let mut other = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let record = serde_json::json!({ "pid": other.id(), "start_time": null, "cgroup": null });
+    std::fs::write(bundle.path().join("wasmcell-shim.json"), record.to_string()).expect("write");
+    let out = std::process::Command::new(common::SHIM)
+        .args([
+            "-namespace",
+            "default",
+            "-id",
+            "reused",
+            "-address",
+            "/nonexistent.sock",
+        ])
+        .arg("delete")
+        .current_dir(bundle.path())
+        .output()
+        .expect("run shim delete");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        other.try_wait().expect("try_wait").is_none(),
+        "delete killed another program"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}
