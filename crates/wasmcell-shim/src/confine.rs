@@ -33,6 +33,9 @@ pub(crate) fn prepare(spec: &Spec) -> Result<(), String> {
             set_rlimit(rlimit.typ(), rlimit.soft(), rlimit.hard())?;
         }
     }
+    if let Some(linux) = spec.linux() {
+        set_sysctls(linux)?;
+    }
     if let Some(score) = process.oom_score_adj() {
         // Before the capabilities go: lowering the score needs CAP_SYS_RESOURCE.
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
@@ -167,4 +170,69 @@ fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<(), String> 
         PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     };
     setrlimit(resource, soft, hard).map_err(|e| format!("failed to set {typ:?} {soft}/{hard}: {e}"))
+}
+
+/// `linux.sysctl`, written in the namespaces the guest process is in, as runc allows them: only
+/// keys that a namespace of the container's own holds (`net.*` in its network namespace; the
+/// System V IPC and `fs.mqueue.*` keys in its IPC namespace; `kernel.hostname` and
+/// `kernel.domainname` in its UTS namespace). Anything else would change the host: refused.
+fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), String> {
+    use oci_spec::runtime::LinuxNamespaceType as Ns;
+    let Some(sysctls) = linux.sysctl() else {
+        return Ok(());
+    };
+    let has = |kind: Ns| {
+        linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == kind)
+    };
+    for (key, value) in sysctls {
+        let dotted = key.replace('/', ".");
+        const IPC: [&str; 8] = [
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+        ];
+        let kind = if dotted.starts_with("net.") {
+            Ns::Network
+        } else if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+            Ns::Ipc
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            Ns::Uts
+        } else {
+            return Err(format!(
+                "linux.sysctl {key} is not held by any namespace of the container: setting it \
+                 would change the host"
+            ));
+        };
+        if !has(kind) {
+            return Err(format!(
+                "linux.sysctl {key} needs a {kind:?} namespace of the container's own, and \
+                 linux.namespaces has none"
+            ));
+        }
+        if dotted
+            .split('.')
+            .any(|part| part.is_empty() || part == "..")
+        {
+            return Err(format!("invalid linux.sysctl key {key:?}"));
+        }
+        // The slash form keeps dots that are part of a name (an interface `eth0.100`).
+        let relative = if key.contains('/') {
+            key.clone()
+        } else {
+            key.replace('.', "/")
+        };
+        let path = format!("/proc/sys/{relative}");
+        std::fs::write(&path, value)
+            .map_err(|e| format!("failed to set linux.sysctl {key}={value}: {e}"))?;
+    }
+    Ok(())
 }

@@ -162,3 +162,57 @@ fn a_systemd_cgroups_path_is_placed_where_systemd_puts_it() {
         let _ = std::fs::remove_dir(&base);
     }
 }
+
+/// `linux.sysctl` is set in the container's own namespaces (here its network namespace), never
+/// on the host; a key no namespace of the container holds fails Create, naming it.
+#[test]
+fn sysctls_are_set_in_the_containers_namespaces_only() {
+    let c = common::containerd();
+    let dir = c.dir().join("sysctl");
+    let root = rootfs(&dir, guests::PROBE_P1);
+    let host = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    let before = host().expect("read host sysctl");
+    let config = spec(
+        &dir.join("net"),
+        &root,
+        &["/app.wasm", "sleep", "600000"],
+        |cfg| {
+            cfg["linux"]["sysctl"] =
+                serde_json::json!({ "net.ipv4.ip_unprivileged_port_start": "80" });
+        },
+    );
+    let out = ctr_run(&c, &runtime(), "-d", &config, "sysctl-1");
+    assert!(out.success(), "{out:?}\n{}", c.log_tail(20));
+    let pid = wasmcell_testing::hostile::task_pid(&c, "sysctl-1");
+    let inside = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "cat",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ])
+        .output()
+        .expect("run nsenter");
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout).trim(),
+        "80",
+        "{inside:?}"
+    );
+    assert_eq!(
+        host().expect("read host sysctl"),
+        before,
+        "the host's value changed"
+    );
+    let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "sysctl-1"]);
+    assert!(out.success(), "{out:?}");
+
+    let config = spec(&dir.join("host"), &root, &["/app.wasm", "hello"], |cfg| {
+        cfg["linux"]["sysctl"] = serde_json::json!({ "vm.swappiness": "10" });
+    });
+    let out = ctr_run(&c, &runtime(), "--rm", &config, "sysctl-2");
+    assert!(
+        out.code != 0 && out.stderr.contains("vm.swappiness") && out.stderr.contains("host"),
+        "{out:?}"
+    );
+}
