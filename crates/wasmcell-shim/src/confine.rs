@@ -90,7 +90,9 @@ pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
         .set_id(Uid::from_raw(user.uid()), Gid::from_raw(user.gid()))
         .map_err(|e| format!("failed to set uid {} gid {}: {e}", user.uid(), user.gid()))?;
 
-    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+    // The spec's filter, or, when it has none, the default for Wasm guests.
+    let default = default_filter()?;
+    let seccomp = Some(linux.and_then(|l| l.seccomp().as_ref()).unwrap_or(&default));
     if let Some(seccomp) = seccomp {
         if libcontainer::seccomp::is_notify(seccomp) {
             return Err(
@@ -235,4 +237,77 @@ fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), String> {
             .map_err(|e| format!("failed to set linux.sysctl {key}={value}: {e}"))?;
     }
     Ok(())
+}
+
+/// System calls no Wasm guest process makes (Wasmtime needs memory, threads, signals, time,
+/// files and sockets, nothing more), denied with `EPERM` when the spec sets no seccomp filter
+/// of its own: whatever a Wasmtime escape would reach for next (mounts and namespaces, kernel
+/// modules and keyrings, tracing other processes, BPF, `userfaultfd`, `io_uring`, device nodes,
+/// the clock, reboot). A spec's own filter replaces it, as runc applies the spec's.
+pub(crate) const DENIED_BY_DEFAULT: &[&str] = &[
+    "_sysctl",
+    "acct",
+    "add_key",
+    "bpf",
+    "chroot",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mknod",
+    "mknodat",
+    "mount",
+    "move_mount",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "syslog",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+];
+
+fn default_filter() -> Result<oci_spec::runtime::LinuxSeccomp, String> {
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            { "names": DENIED_BY_DEFAULT, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
+        ],
+    });
+    serde_json::from_value(profile).map_err(|e| format!("the default seccomp filter: {e}"))
 }

@@ -216,3 +216,28 @@ fn sysctls_are_set_in_the_containers_namespaces_only() {
         "{out:?}"
     );
 }
+
+/// A spec with no seccomp filter still gets one in normal mode: the default for Wasm guests
+/// (system calls no guest process makes are denied), visible as seccomp mode 2.
+#[test]
+fn a_spec_without_seccomp_gets_the_default_filter_for_wasm_guests() {
+    let c = common::containerd();
+    let dir = c.dir().join("default-seccomp");
+    let root = rootfs(&dir, guests::PROBE_P2);
+    let config = spec(
+        &dir.join("spec"),
+        &root,
+        &["/app.wasm", "sleep", "600000"],
+        |cfg| {
+            cfg["linux"]
+                .as_object_mut()
+                .map(|linux| linux.remove("seccomp"));
+        },
+    );
+    let out = ctr_run(&c, &runtime(), "-d", &config, "seccomp-1");
+    assert!(out.success(), "{out:?}");
+    let pid = wasmcell_testing::hostile::task_pid(&c, "seccomp-1");
+    assert_eq!(wasmcell_testing::hostile::status(pid, "Seccomp"), "2");
+    let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "seccomp-1"]);
+    assert!(out.success(), "{out:?}");
+}
