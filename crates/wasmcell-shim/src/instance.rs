@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::signal::{kill, Signal};
@@ -69,6 +69,8 @@ pub(crate) struct State {
 pub(crate) struct Instance {
     pub(crate) req: CreateRequest,
     pub(crate) pid: u32,
+    /// Just before the process was spawned: an exit reaped earlier is another process's.
+    pub(crate) spawned_at: Instant,
     /// The process `pid` named at Create: signals go through it, never to a reused pid.
     pidfd: Option<PidFd>,
     pub(crate) cgroup: Option<Cgroup>,
@@ -100,6 +102,7 @@ impl Instance {
         drop(cgroup_span);
 
         let spawn_span = tracing::debug_span!("spawn_guest").entered();
+        let spawned_at = Instant::now();
         let spawned = spawn_guest(&req, containerd, stdio, theirs, &join);
         let pid = spawned.inspect_err(|_| cgroup.remove())?;
         drop(spawn_span);
@@ -114,7 +117,7 @@ impl Instance {
         let cgroup = Some(cgroup);
         // Until the guest process reports `ready`: namespaces, plan, module, compiled code.
         let _prepare_span = tracing::debug_span!("prepare", pid).entered();
-        let instance = Instance::created(req, pid, cgroup, None);
+        let instance = Instance::created(req, pid, spawned_at, cgroup, None);
         let told = (&ours).write_all(&[PREPARE]).map_err(|e| {
             ShimError::io(
                 format!("failed to reach the guest process of {}", instance.req.id),
@@ -137,6 +140,7 @@ impl Instance {
     fn created(
         req: CreateRequest,
         pid: u32,
+        spawned_at: Instant,
         cgroup: Option<Cgroup>,
         runc: Option<(Runc, Reaper)>,
     ) -> Self {
@@ -146,6 +150,7 @@ impl Instance {
         Instance {
             req,
             pid,
+            spawned_at,
             pidfd,
             cgroup,
             runc,
@@ -172,9 +177,16 @@ impl Instance {
         reaper: Reaper,
     ) -> Result<Self, ShimError> {
         let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let spawned_at = Instant::now();
         let pid = runc.create(&reaper, &req.id, &req.bundle, stdio)?;
         let cgroup = Cgroup::for_spec(spec, &req.id).ok();
-        Ok(Instance::created(req, pid, cgroup, Some((runc, reaper))))
+        Ok(Instance::created(
+            req,
+            pid,
+            spawned_at,
+            cgroup,
+            Some((runc, reaper)),
+        ))
     }
 
     /// Let the prepared guest run; `started` runs under the state lock once it is running, so

@@ -104,11 +104,12 @@ impl Runc {
         bundle: &Path,
         what: &str,
     ) -> Result<(), ShimError> {
+        let spawned = std::time::Instant::now();
         let child = cmd
             .spawn()
             .map_err(|e| ShimError::io(format!("failed to run runc to {what}"), e))?;
         let (tx, rx) = channel();
-        reaper.on_exit(child.id() as i32, move |code| {
+        reaper.on_exit(child.id() as i32, spawned, move |code| {
             let _ = tx.send(code);
         });
         drop(child);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
@@ -17,7 +18,8 @@ type ExitHandler = Box<dyn FnOnce(i32) + Send>;
 struct Table {
     handlers: HashMap<i32, ExitHandler>,
     /// Exits seen before their handler was registered.
-    early: HashMap<i32, i32>,
+    /// Exits of children nobody had registered for yet, with when they were reaped.
+    early: HashMap<i32, (i32, Instant)>,
 }
 
 /// The shim's one reaper thread.
@@ -45,14 +47,21 @@ impl Reaper {
     }
 
     /// Run `handler` with the exit status of `pid` (128 + signal for a signalled child).
-    pub(crate) fn on_exit(&self, pid: i32, handler: impl FnOnce(i32) + Send + 'static) {
+    pub(crate) fn on_exit(
+        &self,
+        pid: i32,
+        spawned: Instant,
+        handler: impl FnOnce(i32) + Send + 'static,
+    ) {
         let Ok(mut t) = self.inner.lock() else { return };
         match t.early.remove(&pid) {
-            Some(code) => {
+            // Reaped after the spawn: this child's exit, come before its registration.
+            Some((code, reaped)) if reaped >= spawned => {
                 drop(t);
                 handler(code);
             }
-            None => {
+            // Reaped before this child was spawned: an earlier process that had the same pid.
+            _ => {
                 t.handlers.insert(pid, Box::new(handler));
             }
         }
@@ -100,7 +109,7 @@ impl Reaper {
                 if t.early.len() >= MAX_EARLY {
                     t.early.clear();
                 }
-                t.early.insert(pid, code);
+                t.early.insert(pid, (code, Instant::now()));
             }
         }
     }
@@ -128,19 +137,39 @@ mod tests {
     #[test]
     fn an_exit_seen_before_registration_is_delivered_on_registration() {
         let reaper = Reaper::default();
+        let spawned = Instant::now();
         reaper.deliver(4242, 7);
         let (tx, rx) = channel();
-        reaper.on_exit(4242, move |code| {
+        reaper.on_exit(4242, spawned, move |code| {
             let _ = tx.send(code);
         });
         assert_eq!(rx.try_recv(), Ok(7));
     }
 
     #[test]
+    fn a_stale_exit_of_a_reused_pid_is_never_handed_to_a_new_child() {
+        let reaper = Reaper::default();
+        reaper.deliver(4444, 1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // A new child got pid 4444 after the old one was reaped.
+        let spawned = Instant::now();
+        let (tx, rx) = channel();
+        reaper.on_exit(4444, spawned, move |code| {
+            let _ = tx.send(code);
+        });
+        assert!(
+            rx.try_recv().is_err(),
+            "the old process's exit was handed over"
+        );
+        reaper.deliver(4444, 0);
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(0));
+    }
+
+    #[test]
     fn a_registered_handler_gets_the_exit() {
         let reaper = Reaper::default();
         let (tx, rx) = channel();
-        reaper.on_exit(4343, move |code| {
+        reaper.on_exit(4343, Instant::now(), move |code| {
             let _ = tx.send(code);
         });
         assert!(rx.try_recv().is_err());

@@ -159,24 +159,25 @@ impl TaskService {
 
         let events = self.events.clone();
         let exited = instance.clone();
-        self.reaper.on_exit(pid as i32, move |code| {
-            let oom = exited.set_exited(code);
-            let state = exited.state();
-            if oom {
-                events.oom(TaskOOM {
+        self.reaper
+            .on_exit(pid as i32, instance.spawned_at, move |code| {
+                let oom = exited.set_exited(code);
+                let state = exited.state();
+                if oom {
+                    events.oom(TaskOOM {
+                        container_id: exited.req.id.clone(),
+                        ..Default::default()
+                    });
+                }
+                events.exit(TaskExit {
                     container_id: exited.req.id.clone(),
+                    id: exited.req.id.clone(),
+                    pid,
+                    exit_status: state.exit_code,
+                    exited_at: MessageField::some(timestamp(state.exited_at)),
                     ..Default::default()
                 });
-            }
-            events.exit(TaskExit {
-                container_id: exited.req.id.clone(),
-                id: exited.req.id.clone(),
-                pid,
-                exit_status: state.exit_code,
-                exited_at: MessageField::some(timestamp(state.exited_at)),
-                ..Default::default()
             });
-        });
         tracing::info!(
             container = %id,
             pid,

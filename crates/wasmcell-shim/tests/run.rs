@@ -68,7 +68,14 @@ fn assert_start_path_is_traced(c: &wasmcell_testing::Containerd, id: &str) {
         .lines()
         .find(|l| l.contains("guest prepared") && l.contains(&format!("container={id}")))
         .unwrap_or_else(|| panic!("no guest timings for {id} in:\n{log}"));
-    for step in ["namespaces=", "module=", "engine=", "compile=", "root=", "confine="] {
+    for step in [
+        "namespaces=",
+        "module=",
+        "engine=",
+        "compile=",
+        "root=",
+        "confine=",
+    ] {
         assert!(prepared.contains(step), "{step} missing in {prepared}");
     }
 }
