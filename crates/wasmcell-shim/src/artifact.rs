@@ -22,7 +22,7 @@ use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{
-    GetContainerRequest, GetImageRequest, Info, InfoRequest, ReadContentRequest, UpdateRequest,
+    GetContainerRequest, GetImageRequest, Info, ReadContentRequest, UpdateRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
@@ -32,6 +32,7 @@ use wasmcell_core::{
     FetchBytes, ModuleKind, ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec,
 };
 use wasmcell_image::{find_artifact_layer, ArtifactError, ArtifactLayer, BlobSource, ImageError};
+use wasmcell_wasmtime::{CompileCache, DEFAULT_MAX_BYTES};
 
 /// Annotation naming the image whose Wasm layer a container runs, e.g. for
 /// `ctr run --rootfs <empty dir> --annotation wasmcell.dev/image=<ref>` (ctr cannot unpack an
@@ -334,32 +335,32 @@ impl Client {
         ))
     }
 
-    /// The kind and BLAKE3 digest of the module in blob `digest`, if [`MODULE_LABEL`] on it
-    /// records them.
+    /// The kind and BLAKE3 digest of the module in blob `digest`, if this node read and checked
+    /// that blob before: the binding is kept in the precompile cache's content index, which
+    /// only a reader that checked the blob writes ([`CompileCache::remember_content`]). The
+    /// [`MODULE_LABEL`] label on the blob is a hint for people (`ctr content ls`), never
+    /// trusted: any client of containerd may set it.
     fn known_module(&self, digest: &str) -> Option<(ModuleKind, [u8; 32])> {
-        let info = self.call(async {
-            ContentClient::new(self.channel.clone())
-                .info(self.request(InfoRequest {
-                    digest: digest.to_string(),
-                }))
-                .await
-        });
-        let label = info.ok()?.info?.labels.remove(MODULE_LABEL)?;
-        let known = parse_module_label(&label);
+        let recorded = node_cache().recall_content(digest)?;
+        let known = parse_module_label(&recorded);
         if known.is_none() {
             tracing::warn!(
                 blob = digest,
-                label,
-                "ignoring a malformed {MODULE_LABEL} label"
+                recorded,
+                "ignoring a malformed content index entry"
             );
         }
         known
     }
 
-    /// Record the kind and digest of `wasm`, read from blob `digest`, in [`MODULE_LABEL`] on
-    /// the blob. Best effort: a start without it reads the layer again.
+    /// Record the kind and digest of `wasm`, read from blob `digest` and checked against it,
+    /// in the content index, and as [`MODULE_LABEL`] on the blob for people to see. Best
+    /// effort: a start without them reads the layer again.
     fn remember_module(&self, digest: &str, wasm: &WasmBinary) {
         let label = module_label(wasm.kind(), &wasm.digest());
+        if let Err(e) = node_cache().remember_content(digest, &label) {
+            tracing::warn!(blob = digest, error = %e, "failed to record the wasm layer");
+        }
         let update = self.call(async {
             ContentClient::new(self.channel.clone())
                 .update(self.request(UpdateRequest {
@@ -408,6 +409,11 @@ impl Client {
             .map(|r| r.into_inner())
             .map_err(|status| status.message().to_string())
     }
+}
+
+/// The node's precompile cache, where the content index lives.
+fn node_cache() -> CompileCache {
+    CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES)
 }
 
 /// `core:<blake3 hex>` or `component:<blake3 hex>`.

@@ -72,11 +72,35 @@ fn damage_blob(c: &Containerd, digest: &str) {
     std::fs::write(&blob, &bytes).expect("damage the layer blob");
 }
 
+/// A copy of `module` with a custom section of its own, so that its layer is one this node
+/// has never read (the node's content index outlives each test's containerd).
+fn unique_module(c: &Containerd, module: &str, name: &str) -> PathBuf {
+    let mut bytes = std::fs::read(module).expect("read guest");
+    let stamp = format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let section_name = b"wasmcell-test";
+    let mut section = vec![section_name.len() as u8];
+    section.extend_from_slice(section_name);
+    section.extend_from_slice(stamp.as_bytes());
+    bytes.push(0); // custom section
+    bytes.push(u8::try_from(section.len()).expect("short section"));
+    bytes.extend_from_slice(&section);
+    let path = c.dir().join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).expect("write module");
+    path
+}
+
 #[test]
 fn a_warm_start_of_an_artifact_reads_no_layer() {
     let c = containerd();
     let reference = "docker.io/library/hello-artifact:warm";
-    let layer = import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+    let module = unique_module(&c, guests::HELLO_P1, "warm");
+    let layer = import_artifact(&c, &module.display().to_string(), "wasip1", reference);
     let out = run_annotated(&c, reference, "first", &[]);
     assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
 
@@ -90,7 +114,7 @@ fn a_warm_start_of_an_artifact_reads_no_layer() {
     assert!(line.contains("dev.wasmcell.module=core:"), "{line}");
 
     // Damaged now, the layer is not read again: its compiled code (of the content that was
-    // checked against the digest) is found by the label.
+    // checked against the digest) is found through the node's content index.
     damage_blob(&c, &layer);
     let out = run_annotated(&c, reference, "warm", &[]);
     assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
@@ -109,7 +133,8 @@ fn a_missing_or_damaged_artifact_fails_at_create_naming_it() {
 
     // Same length, other bytes: containerd serves it as it is; the shim refuses to run it.
     let reference = "docker.io/library/damaged:1";
-    let layer = import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+    let module = unique_module(&c, guests::HELLO_P1, "damaged");
+    let layer = import_artifact(&c, &module.display().to_string(), "wasip1", reference);
     damage_blob(&c, &layer);
     let out = run_annotated(&c, reference, "damaged", &[]);
     assert_ne!(out.code, 0, "{out:?}");
@@ -312,6 +337,22 @@ fn a_converted_artifact_runs() {
     c.import(&tar);
 
     let out = run(&c, &[], reference, "artifact-1", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    assert_clean(&c);
+}
+
+/// The label on a layer is only a hint: a forged one (any client of containerd can set it)
+/// naming another module makes no start skip reading and checking the layer.
+#[test]
+fn a_forged_module_label_is_not_trusted() {
+    let c = containerd();
+    let reference = "docker.io/library/hello-artifact:forged";
+    let module = unique_module(&c, guests::HELLO_P1, "forged");
+    let layer = import_artifact(&c, &module.display().to_string(), "wasip1", reference);
+    let forged = format!("dev.wasmcell.module=core:{}", "0".repeat(64));
+    let out = c.run_ctr(&["content", "label", &layer, &forged]);
+    assert!(out.success(), "{out:?}");
+    let out = run_annotated(&c, reference, "forged", &[]);
     assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
     assert_clean(&c);
 }

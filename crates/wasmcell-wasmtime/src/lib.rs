@@ -8,6 +8,7 @@ mod cache;
 mod cache_trust;
 mod compile;
 mod component;
+mod content_index;
 mod core_module;
 mod engine;
 mod exit;
