@@ -241,3 +241,36 @@ fn a_spec_without_seccomp_gets_the_default_filter_for_wasm_guests() {
     let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "seccomp-1"]);
     assert!(out.success(), "{out:?}");
 }
+
+/// A FIFO as entrypoint (no writer will ever open it) fails Create at once with a message
+/// naming it; nothing waits on it, and no guest process is left behind.
+#[test]
+fn a_fifo_entrypoint_fails_create_at_once() {
+    let c = common::containerd();
+    let dir = c.dir().join("fifo");
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(&root).expect("mkdir rootfs");
+    let made = std::process::Command::new("mkfifo")
+        .arg(root.join("app.wasm"))
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let config = spec(&dir.join("spec"), &root, &["/app.wasm"], |_| {});
+    // The run's own deadline (wasmcell_testing::parity::CASE_TIMEOUT) fails a hang.
+    let out = ctr_run(&c, &runtime(), "--rm", &config, "fifo-1");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("app.wasm") && out.stderr.contains("FIFO"),
+        "{out:?}"
+    );
+    let guests = wasmcell_testing::pids_with_cmdline_containing("guest --bundle");
+    let ours: Vec<u32> = guests
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).contains("fifo-1"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(ours.is_empty(), "guest processes left: {ours:?}");
+}
