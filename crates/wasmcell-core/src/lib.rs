@@ -20,6 +20,7 @@ mod engine;
 mod error;
 pub mod fork;
 mod module;
+mod open_in_root;
 mod plan;
 mod secure_join;
 mod spec;

@@ -79,6 +79,9 @@ pub struct WasmBinary {
 #[derive(Debug)]
 struct Binary {
     path: PathBuf,
+    /// The directory `path` lies in that the file is opened within
+    /// ([`WasmBinary::read_in_root`]); None: opened by path.
+    root: Option<PathBuf>,
     kind: ModuleKind,
     digest: OnceLock<[u8; 32]>,
     bytes: OnceLock<Vec<u8>>,
@@ -103,6 +106,19 @@ const READ_CHUNK: usize = 512 * 1024;
 impl WasmBinary {
     /// Check that `path` is a core module or a component and compute its digest.
     pub fn read(path: &Path) -> Result<Self, ModuleError> {
+        Self::read_opened(path, None)
+    }
+
+    /// [`WasmBinary::read`] of `path`, a file inside directory `root` (a rootfs, a volume),
+    /// opened within it: `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` resolves every
+    /// component, symlinks included, inside `root` at the moment of the open, so a component
+    /// swapped for a symlink after the path was resolved still cannot lead out of `root`.
+    /// Where the kernel has no `openat2`, the file is opened by path.
+    pub fn read_in_root(root: &Path, path: &Path) -> Result<Self, ModuleError> {
+        Self::read_opened(path, Some(root))
+    }
+
+    fn read_opened(path: &Path, root: Option<&Path>) -> Result<Self, ModuleError> {
         let read_err = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::NotFound => ModuleError::NotFound {
                 path: path.to_path_buf(),
@@ -112,7 +128,7 @@ impl WasmBinary {
                 source,
             },
         };
-        let mut file = open_regular(path).map_err(read_err)??;
+        let mut file = open_regular(path, root).map_err(read_err)??;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut hasher = blake3::Hasher::new();
         // The header is in the first chunk: a file that is not Wasm is not read further.
@@ -128,6 +144,7 @@ impl WasmBinary {
         Ok(WasmBinary {
             inner: Arc::new(Binary {
                 path: path.to_path_buf(),
+                root: root.map(Path::to_path_buf),
                 kind,
                 digest: OnceLock::from(*hasher.finalize().as_bytes()),
                 bytes: OnceLock::new(),
@@ -142,6 +159,7 @@ impl WasmBinary {
         Ok(WasmBinary {
             inner: Arc::new(Binary {
                 path: path.to_path_buf(),
+                root: None,
                 kind,
                 digest: OnceLock::new(),
                 bytes: OnceLock::from(bytes),
@@ -158,6 +176,7 @@ impl WasmBinary {
         WasmBinary {
             inner: Arc::new(Binary {
                 path: name.to_path_buf(),
+                root: None,
                 kind,
                 digest: OnceLock::from(digest),
                 bytes: OnceLock::new(),
@@ -186,7 +205,7 @@ impl WasmBinary {
         let path = &self.inner.path;
         let read = match &self.inner.fetch {
             Some(Fetch(fetch)) => fetch().map_err(std::io::Error::other),
-            None => read_regular(path),
+            None => read_regular(path, self.inner.root.as_deref()),
         };
         let bytes = read.map_err(|source| ModuleError::Read {
             path: path.clone(),
@@ -211,12 +230,22 @@ impl WasmBinary {
 /// FIFO with no writer would otherwise wait forever) and the type is checked on the open file
 /// (`fstat`), so what is read is what was checked. The outer error is the open's, the inner one
 /// names what the path is instead.
-fn open_regular(path: &Path) -> std::io::Result<Result<std::fs::File, ModuleError>> {
+fn open_regular(
+    path: &Path,
+    root: Option<&Path>,
+) -> std::io::Result<Result<std::fs::File, ModuleError>> {
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
+    let opened_in_root = match root {
+        Some(root) => crate::open_in_root::open(root, path)?,
+        None => None,
+    };
+    let file = match opened_in_root {
+        Some(file) => file,
+        None => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)?,
+    };
     let kind = file.metadata()?.file_type();
     let what = if kind.is_file() {
         return Ok(Ok(file));
@@ -238,9 +267,9 @@ fn open_regular(path: &Path) -> std::io::Result<Result<std::fs::File, ModuleErro
 }
 
 /// The whole of `path`, a regular file ([`open_regular`]).
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+fn read_regular(path: &Path, root: Option<&Path>) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let mut file = open_regular(path)?.map_err(std::io::Error::other)?;
+    let mut file = open_regular(path, root)?.map_err(std::io::Error::other)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)

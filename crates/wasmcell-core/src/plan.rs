@@ -119,6 +119,9 @@ impl DirGrant {
 pub struct RunPlan {
     /// Host path of the module to run.
     pub module: PathBuf,
+    /// The host directory (the rootfs, or a mount's source) `module` was resolved in, when it
+    /// was resolved from a spec: [`RunPlan::read_module`] opens it within that directory.
+    pub module_root: Option<PathBuf>,
     /// Function to call instead of `_start` / `wasi:cli/run`.
     pub export: Option<String>,
     /// The guest's argv.
@@ -145,7 +148,7 @@ impl RunPlan {
     /// from `bundle`.
     pub fn resolve(spec: &WorkloadSpec, bundle: &Path) -> Result<Self, ResolveError> {
         let (rootfs, preopens) = resolve_dirs(spec, bundle)?;
-        let module =
+        let (root, module) =
             resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint).map_err(|source| {
                 ResolveError::Entrypoint {
                     entrypoint: spec.entrypoint.clone(),
@@ -153,7 +156,19 @@ impl RunPlan {
                     source,
                 }
             })?;
-        Ok(Self::with_dirs(spec, module, preopens))
+        let mut plan = Self::with_dirs(spec, module, preopens);
+        plan.module_root = Some(root);
+        Ok(plan)
+    }
+
+    /// Read the plan's module ([`WasmBinary::read`]), within the directory it was resolved in
+    /// when the plan knows it ([`WasmBinary::read_in_root`]): a path component swapped for a
+    /// symlink since the plan was made cannot lead out of that directory.
+    pub fn read_module(&self) -> Result<crate::WasmBinary, crate::ModuleError> {
+        match &self.module_root {
+            Some(root) => crate::WasmBinary::read_in_root(root, &self.module),
+            None => crate::WasmBinary::read(&self.module),
+        }
     }
 
     /// Resolve a validated spec whose module does not live in its rootfs (the Wasm layer of
@@ -170,6 +185,7 @@ impl RunPlan {
     fn with_dirs(spec: &WorkloadSpec, module: PathBuf, preopens: Vec<Preopen>) -> Self {
         RunPlan {
             module,
+            module_root: None,
             export: spec.export.clone(),
             args: spec.args.clone(),
             env: spec.env.clone(),
@@ -204,6 +220,7 @@ impl RunPlan {
         argv.extend(args);
         Ok(RunPlan {
             module: module.to_path_buf(),
+            module_root: None,
             export: None,
             args: argv,
             env,
@@ -321,12 +338,17 @@ fn map_guest_dir(preopens: &[Preopen], cwd: &Path) -> Option<Preopen> {
 }
 
 /// Resolve `process.args[0]`: absolute, or relative to `cwd`, inside the guest's view.
-fn resolve_entrypoint(preopens: &[Preopen], cwd: &Path, entry: &Path) -> std::io::Result<PathBuf> {
+/// The host directory the entrypoint lies in (its preopen's) and its host path.
+fn resolve_entrypoint(
+    preopens: &[Preopen],
+    cwd: &Path,
+    entry: &Path,
+) -> std::io::Result<(PathBuf, PathBuf)> {
     let guest = normalize(&cwd.join(entry));
     let (owner, rest) = owning_preopen(preopens, &guest).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "outside every preopen")
     })?;
-    secure_join(&owner.host, &rest)
+    Ok((owner.host.clone(), secure_join(&owner.host, &rest)?))
 }
 
 #[cfg(test)]
@@ -356,6 +378,26 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
         std::fs::write(dir.path().join("rootfs/app/main.wasm"), b"\0asm").expect("write");
         dir
+    }
+
+    #[test]
+    fn a_module_swapped_for_a_symlink_out_of_the_rootfs_is_not_read() {
+        let b = bundle();
+        let plan =
+            RunPlan::resolve(&workload("/app/main.wasm", "/", vec![]), b.path()).expect("resolve");
+        // After the plan: `app` becomes a symlink to a directory outside the rootfs, whose
+        // main.wasm is a valid module.
+        let outside = b.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("main.wasm"), b"\0asm\x01\0\0\0").expect("write");
+        let app = b.path().join("rootfs/app");
+        std::fs::rename(&app, b.path().join("rootfs/app-moved")).expect("rename");
+        symlink(&outside, &app).expect("symlink");
+        match plan.read_module() {
+            // Resolved inside the rootfs, the link's target does not exist there.
+            Err(e) => assert!(matches!(e, crate::ModuleError::NotFound { .. }), "{e}"),
+            Ok(wasm) => panic!("read {} from outside the rootfs", wasm.path().display()),
+        }
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn plan_in_container(spec: &Spec) -> Result<RunPlan, wasmcell_core::Error> {
 fn prepare(spec: &Spec, code: Option<&CompiledCode>) -> Result<Prepared, String> {
     let one = |e: wasmcell_core::Error| e.to_string();
     let plan = plan_in_container(spec).map_err(one)?;
-    let wasm = WasmBinary::read(&plan.module).map_err(|e| e.to_string())?;
+    let wasm = plan.read_module().map_err(|e| e.to_string())?;
     let engine = WasmtimeEngine::new().map_err(|e| e.to_string())?;
     if let Some(code) = code {
         // SAFETY: `code` was made by `compiled_code` of an engine built by this same binary

@@ -119,7 +119,7 @@ pub(crate) fn load(
     }
     let from_rootfs = || -> Result<(RunPlan, WasmBinary), wasmcell_core::Error> {
         let plan = RunPlan::resolve(&WorkloadSpec::from_oci(spec)?, bundle)?;
-        let wasm = WasmBinary::read(&plan.module)?;
+        let wasm = plan.read_module()?;
         Ok((plan, wasm))
     };
     let rootfs_error = match from_rootfs() {

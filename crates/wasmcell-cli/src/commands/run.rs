@@ -2,7 +2,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
+use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 /// `wasmcell run`: run a module with explicit grants, or an OCI bundle.
@@ -106,7 +106,7 @@ impl RunCommand {
         if self.memory_limit.is_some() {
             plan = plan.with_memory_limit(self.memory_limit);
         }
-        let wasm = WasmBinary::read(&plan.module)?;
+        let wasm = plan.read_module()?;
         let engine = if self.no_cache {
             WasmtimeEngine::new()?
         } else {

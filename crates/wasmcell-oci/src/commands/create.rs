@@ -8,7 +8,7 @@ use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
-use wasmcell_core::{workload_kind, Engine, RunPlan, WasmBinary, WorkloadKind};
+use wasmcell_core::{workload_kind, Engine, RunPlan, WorkloadKind};
 use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine, DEFAULT_MAX_BYTES};
 
 use crate::container::container_dir;
@@ -157,7 +157,7 @@ pub(crate) fn compile_plan_on_host(id: &str, plan: &RunPlan) -> Result<CompiledC
         source,
     };
     wasmcell_core::fork::with_joined_pool(|| {
-        let wasm = WasmBinary::read(&plan.module).map_err(|e| workload(e.into()))?;
+        let wasm = plan.read_module().map_err(|e| workload(e.into()))?;
         let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
         let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
         engine
