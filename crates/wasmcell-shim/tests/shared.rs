@@ -151,6 +151,13 @@ fn hello_components_and_exit_codes_in_one_manager() {
 #[test]
 fn kill_stops_spinning_and_sleeping_guests_and_stats_come_from_the_manager() {
     let (c, _bin) = containerd();
+    // containerd, and so the manager it starts, with a soft open-file limit below the hard one.
+    let ctd = c.pid().expect("containerd pid").to_string();
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &ctd, "--nofile=1024:"])
+        .status()
+        .expect("run prlimit");
+    assert!(lowered.success(), "prlimit");
     let probe = import_image(&c, guests::PROBE_P1, "probe");
     run_detached(&c, &probe, "spin", &["/app.wasm", "spin"]);
     run_detached(&c, &probe, "sleeper", &["/app.wasm", "sleep", "600000"]);
@@ -159,6 +166,17 @@ fn kill_stops_spinning_and_sleeping_guests_and_stats_come_from_the_manager() {
 
     // One process for all three, and no process per container under it.
     let pid = manager(&c);
+    // Its soft open-file limit raised to the hard one (it holds descriptors for every guest).
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open-file limit");
+    let words: Vec<&str> = files.split_whitespace().collect();
+    assert_eq!(
+        words[3], words[4],
+        "soft and hard open-file limits: {files}"
+    );
     assert_eq!(
         children_of(pid),
         Vec::<u32>::new(),

@@ -52,6 +52,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     // Mounting a rootfs may fork a helper, which containerd-shim's monitor waits for through
     // the reaper.
     // Linux containers' init processes (runc's) are reparented to the manager and reaped here.
+    raise_file_limit();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
@@ -134,4 +135,21 @@ fn task_methods(service: Arc<dyn Task + Send + Sync>) -> HashMap<String, Service
         .collect();
     methods.extend(v2);
     methods
+}
+
+/// Raise the soft limit on open files to the hard limit: the manager holds descriptors for
+/// every container of the node (stdio, rootfs, sockets), and the soft default (often 1024) would
+/// make the next container, a FIFO open or a ttrpc accept fail for everyone long before the
+/// node's own limit.
+fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "failed to raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "failed to read the open-file limit"),
+    }
 }
