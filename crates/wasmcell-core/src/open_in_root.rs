@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 /// Open `path` (a path under `root`, as [`crate::secure_join`] gives it, or relative to `root`)
@@ -16,7 +17,7 @@ pub(crate) fn open(root: &Path, path: &Path) -> io::Result<Option<File>> {
     let relative = relative.strip_prefix("/").unwrap_or(relative);
     let dir = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags_dir()
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(root)?;
     let name = std::ffi::CString::new(relative.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
@@ -57,17 +58,6 @@ struct OpenHow {
     flags: u64,
     mode: u64,
     resolve: u64,
-}
-
-trait DirFlags {
-    fn custom_flags_dir(&mut self) -> &mut Self;
-}
-
-impl DirFlags for std::fs::OpenOptions {
-    fn custom_flags_dir(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        self.custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-    }
 }
 
 #[cfg(test)]

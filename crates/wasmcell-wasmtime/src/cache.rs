@@ -128,7 +128,7 @@ impl CompileCache {
     /// The open code file of an entry that matches its checksum, or None (a bad entry is
     /// deleted).
     pub(crate) fn load(&self, key: &str) -> Option<std::fs::File> {
-        if !self.trusted() {
+        if !cache_trust::usable_dir(&self.dir, "precompile cache") {
             return None;
         }
         let opened = self.open_entry(key)?;
@@ -239,28 +239,9 @@ impl CompileCache {
         let _ = std::fs::remove_file(self.path(key));
     }
 
-    /// Whether the directory may be used ([`cache_trust`]); the reason is logged when not.
-    fn trusted(&self) -> bool {
-        match cache_trust::dir_problem(&self.dir) {
-            None => true,
-            Some(problem) => {
-                if self.dir.exists() {
-                    tracing::warn!(dir = %self.dir.display(), %problem, "not using the precompile cache");
-                }
-                false
-            }
-        }
-    }
-
     /// Store an entry atomically, then evict past the size bound.
     pub(crate) fn store(&self, key: &str, code: &[u8]) -> io::Result<()> {
-        cache_trust::create_dir(&self.dir)?;
-        if let Some(problem) = cache_trust::dir_problem(&self.dir) {
-            return Err(io::Error::other(format!(
-                "the cache directory {} is not trusted: {problem}",
-                self.dir.display()
-            )));
-        }
+        cache_trust::writable_dir(&self.dir, "cache directory")?;
         let mut hasher = blake3::Hasher::new();
         if wasmcell_core::fork::in_forked_child() {
             hasher.update(code);
@@ -280,7 +261,9 @@ impl CompileCache {
         Ok(())
     }
 
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Write `path` (in the cache directory or below it) through an exclusively created
+    /// temporary file renamed into place.
+    pub(crate) fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -23,6 +23,32 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Whether `dir` may be read from; when it may not, the reason is logged (unless it does not
+/// exist, which only means nothing was stored yet). `what` names the directory in the log.
+pub(crate) fn usable_dir(dir: &Path, what: &str) -> bool {
+    match dir_problem(dir) {
+        None => true,
+        Some(problem) => {
+            if dir.exists() {
+                tracing::warn!(dir = %dir.display(), %problem, "not using the {what}");
+            }
+            false
+        }
+    }
+}
+
+/// Create `dir` if missing ([`create_dir`]) and fail unless it may be written to.
+pub(crate) fn writable_dir(dir: &Path, what: &str) -> io::Result<()> {
+    create_dir(dir)?;
+    match dir_problem(dir) {
+        None => Ok(()),
+        Some(problem) => Err(io::Error::other(format!(
+            "the {what} {} is not trusted: {problem}",
+            dir.display()
+        ))),
+    }
+}
+
 /// Why `dir` cannot be trusted as a cache directory, if it cannot.
 pub(crate) fn dir_problem(dir: &Path) -> Option<String> {
     let meta = match std::fs::symlink_metadata(dir) {

@@ -22,11 +22,7 @@ impl CompileCache {
     /// None: not recorded, not a digest, or not trusted (then it is logged).
     pub fn recall_content(&self, digest: &str) -> Option<String> {
         let path = self.content_path(digest)?;
-        let dir = self.dir().join(DIR);
-        if let Some(problem) = cache_trust::dir_problem(&dir) {
-            if dir.exists() {
-                tracing::warn!(dir = %dir.display(), %problem, "not using the content index");
-            }
+        if !cache_trust::usable_dir(&self.dir().join(DIR), "content index") {
             return None;
         }
         let file = cache_trust::open(&path).ok()?;
@@ -47,23 +43,8 @@ impl CompileCache {
         let path = self
             .content_path(digest)
             .ok_or_else(|| io::Error::other(format!("{digest:?} is not a content digest")))?;
-        let dir = self.dir().join(DIR);
-        cache_trust::create_dir(&dir)?;
-        if let Some(problem) = cache_trust::dir_problem(&dir) {
-            return Err(io::Error::other(format!(
-                "the content index {} is not trusted: {problem}",
-                dir.display()
-            )));
-        }
-        let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), value.len()));
-        let _ = std::fs::remove_file(&tmp);
-        let written = cache_trust::create_new(&tmp)
-            .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        cache_trust::writable_dir(&self.dir().join(DIR), "content index")?;
+        self.write_atomically(&path, value.as_bytes())
     }
 
     /// `contents/<algo>-<hex>`, for a digest of the form `algo:hex` (lowercase letters and
