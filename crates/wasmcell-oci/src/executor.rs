@@ -107,14 +107,7 @@ impl Executor for WasmcellExecutor {
         match self.kind {
             WorkloadKind::Linux => DefaultExecutor {}.validate(spec),
             WorkloadKind::Wasm => {
-                // This is the container's init process, forked from `create` without exec: no
-                // thread pool from here on (crate::fork). Its parent joined every thread before
-                // the fork, so it has one thread; anything else would be a bug to report, not
-                // to run into.
-                wasmcell_core::fork::enter_forked_child();
-                wasmcell_core::fork::ensure_single_threaded("wasm init process")
-                    .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))?;
-                caps_as_after_execve(spec).map_err(ExecutorValidationError::ArgValidationError)?;
+                become_guest_process(spec).map_err(ExecutorValidationError::ArgValidationError)?;
                 self.mark(Step::LoadingModule);
                 // Reported by `create`, which receives this error from the init process.
                 let prepared = prepare(spec, self.code.as_ref())
@@ -142,8 +135,7 @@ impl Executor for WasmcellExecutor {
                 let prepared = match prepared {
                     Some(p) => p,
                     None => {
-                        wasmcell_core::fork::enter_forked_child();
-                        caps_as_after_execve(spec).map_err(ExecutorError::Other)?;
+                        become_guest_process(spec).map_err(ExecutorError::Other)?;
                         prepare(spec, self.code.as_ref()).map_err(ExecutorError::Other)?
                     }
                 };
@@ -154,6 +146,16 @@ impl Executor for WasmcellExecutor {
             }
         }
     }
+}
+
+/// What the container's init process does before it touches the module: it was forked from
+/// `create` without exec, so no thread pool from here on (crate::fork); its parent joined every
+/// thread before the fork, so it has one thread (anything else is a bug to report, not to run
+/// into); and it drops the capabilities `execve` would have dropped.
+fn become_guest_process(spec: &Spec) -> Result<(), String> {
+    wasmcell_core::fork::enter_forked_child();
+    wasmcell_core::fork::ensure_single_threaded("wasm init process").map_err(|e| e.to_string())?;
+    caps_as_after_execve(spec)
 }
 
 /// libcontainer sets the spec's capabilities and leaves the rest to `execve`, which, for a

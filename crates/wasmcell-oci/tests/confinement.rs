@@ -3,7 +3,7 @@
 //! which runs in the init process without an `execve`, is left with what `execve` would leave.
 mod common;
 
-use common::{oci_root, BIN, RUNC_SHIM};
+use common::runc_shim_runtime;
 use wasmcell_test_guests as guests;
 use wasmcell_testing::hostile::{
     check_root_only_file, check_rootfs_and_devices, check_symlink_race,
@@ -14,13 +14,7 @@ use wasmcell_testing::{require_root, Containerd};
 fn containerd() -> (Containerd, Vec<String>) {
     require_root();
     let c = Containerd::start();
-    let runtime = [RUNC_SHIM, "--runc-binary", BIN, "--runc-root"]
-        .into_iter()
-        .map(str::to_string)
-        .chain([oci_root(&c).display().to_string()]);
-    let runtime = std::iter::once("--runtime".to_string())
-        .chain(runtime)
-        .collect();
+    let runtime = runc_shim_runtime(&c);
     (c, runtime)
 }
 

@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{oci_root, BIN, RUNC_SHIM};
+use common::{runc_shim_runtime, BIN};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::parity::{check_parity, ctr_run, run_until_stopped, Container, RO_DEST};
 use wasmcell_testing::{require_root, Containerd};
@@ -78,11 +78,7 @@ fn runc_bundle(c: &Container) -> PathBuf {
 fn the_parity_table_through_containerds_runc_shim() {
     require_root();
     let c = Containerd::start();
-    let runtime: Vec<String> = ["--runtime", RUNC_SHIM, "--runc-binary", BIN, "--runc-root"]
-        .into_iter()
-        .map(str::to_string)
-        .chain([oci_root(&c).display().to_string()])
-        .collect();
+    let runtime = runc_shim_runtime(&c);
     check_parity(
         "runc-shim",
         &c.dir().join("parity"),

@@ -130,20 +130,20 @@ pub fn oci_root(c: &Containerd) -> PathBuf {
 /// `ctr run MODE --runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R` (`MODE`:
 /// `--rm` or `-d`), to which the caller adds flags, image, id and command.
 pub fn ctr_run_argv(c: &Containerd, mode: &'static str) -> Vec<String> {
-    let root = oci_root(c).display().to_string();
-    [
-        "run",
-        mode,
-        "--runtime",
-        RUNC_SHIM,
-        "--runc-binary",
-        BIN,
-        "--runc-root",
-    ]
-    .into_iter()
-    .map(str::to_string)
-    .chain([root])
-    .collect()
+    ["run".to_string(), mode.to_string()]
+        .into_iter()
+        .chain(runc_shim_runtime(c))
+        .collect()
+}
+
+/// `--runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R`: the `ctr run` flags that
+/// make containerd's runc shim drive wasmcell-oci.
+pub fn runc_shim_runtime(c: &Containerd) -> Vec<String> {
+    ["--runtime", RUNC_SHIM, "--runc-binary", BIN, "--runc-root"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([oci_root(c).display().to_string()])
+        .collect()
 }
 
 /// `ctr run --rm --runtime io.containerd.runc.v2 --runc-binary BIN --runc-root R ... IMAGE ID`

@@ -49,10 +49,10 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     let publisher = RemotePublisher::new(&ttrpc_address)
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
+    raise_file_limit();
     // Mounting a rootfs may fork a helper, which containerd-shim's monitor waits for through
     // the reaper.
     // Linux containers' init processes (runc's) are reparented to the manager and reaped here.
-    raise_file_limit();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
