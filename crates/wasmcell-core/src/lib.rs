@@ -56,6 +56,19 @@ pub fn create_timeout() -> std::time::Duration {
         )
 }
 
+/// Environment variable: the largest module (bytes) a runtime reads.
+pub const MAX_MODULE_BYTES_ENV: &str = "WASMCELL_MAX_MODULE_BYTES";
+
+/// The largest module a runtime reads, compiles and holds: [`MAX_MODULE_BYTES_ENV`] when it holds
+/// a whole number above zero, else 512 MiB (the cap on an artifact's Wasm layer).
+pub fn max_module_bytes() -> u64 {
+    std::env::var(MAX_MODULE_BYTES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(512 << 20)
+}
+
 /// Exit status reported when the workload could not be prepared (bad bundle or config).
 pub const EXIT_CONFIG_ERROR: i32 = 125;
 /// Exit status reported when the entrypoint exists but cannot run (not Wasm, invalid, no export).

@@ -38,6 +38,16 @@ pub enum ModuleError {
         /// What is wrong with the header.
         what: String,
     },
+    /// The file is larger than a runtime reads ([`crate::max_module_bytes`]).
+    #[error("module {path} is {size} bytes, more than the {max} bytes a module may have (set {env} to change it)", env = crate::MAX_MODULE_BYTES_ENV)]
+    TooLarge {
+        /// The host path looked at.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The file changed between computing its digest and reading it to compile.
     #[error("module {path} changed while it was being loaded")]
     Changed {
@@ -134,8 +144,18 @@ impl WasmBinary {
         // The header is in the first chunk: a file that is not Wasm is not read further.
         let mut n = fill(&mut file, &mut buf).map_err(read_err)?;
         let kind = classify(&buf[..n]).map_err(|e| e.into_error(path))?;
+        let (max, mut total) = (crate::max_module_bytes(), 0u64);
         loop {
             crate::digest::update(&mut hasher, &buf[..n]);
+            total += n as u64;
+            if total > max {
+                // It grew past the cap after it was opened.
+                return Err(ModuleError::TooLarge {
+                    path: path.to_path_buf(),
+                    size: total,
+                    max,
+                });
+            }
             if n < buf.len() {
                 break;
             }
@@ -246,8 +266,17 @@ fn open_regular(
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)?,
     };
-    let kind = file.metadata()?.file_type();
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
     let what = if kind.is_file() {
+        let max = crate::max_module_bytes();
+        if meta.len() > max {
+            return Ok(Err(ModuleError::TooLarge {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                max,
+            }));
+        }
         return Ok(Ok(file));
     } else if kind.is_dir() {
         "it is a directory"
@@ -269,9 +298,11 @@ fn open_regular(
 /// The whole of `path`, a regular file ([`open_regular`]).
 fn read_regular(path: &Path, root: Option<&Path>) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let mut file = open_regular(path, root)?.map_err(std::io::Error::other)?;
+    let file = open_regular(path, root)?.map_err(std::io::Error::other)?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    // A file grown past the cap since it was hashed is cut here, and its digest then differs.
+    file.take(crate::max_module_bytes().saturating_add(1))
+        .read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

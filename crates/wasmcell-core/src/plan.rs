@@ -130,8 +130,11 @@ pub struct RunPlan {
     pub env: Vec<(String, String)>,
     /// Directories the guest may reach. Empty means no filesystem at all.
     pub preopens: Vec<Preopen>,
-    /// Cap on the guest's linear memory and tables, in bytes.
+    /// Cap on the guest's linear memories and tables together, in bytes.
     pub memory_limit: Option<u64>,
+    /// How many descriptors (WASI resources) the guest may hold open; the engine's default
+    /// when `None`.
+    pub open_files_limit: Option<u64>,
     /// The guest may open TCP/UDP sockets and resolve names in the network namespace it runs
     /// in (WASI 0.2 `wasi:sockets`). False means no socket at all.
     pub network: bool,
@@ -191,6 +194,7 @@ impl RunPlan {
             env: spec.env.clone(),
             preopens,
             memory_limit: spec.memory_limit,
+            open_files_limit: spec.open_files_limit,
             network: spec.network,
         }
     }
@@ -226,6 +230,7 @@ impl RunPlan {
             env,
             preopens,
             memory_limit: None,
+            open_files_limit: None,
             network: false,
         })
     }
@@ -368,6 +373,7 @@ mod tests {
             root_readonly: false,
             mounts,
             memory_limit: Some(1 << 20),
+            open_files_limit: None,
             network: true,
         }
     }

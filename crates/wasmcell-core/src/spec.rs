@@ -74,6 +74,9 @@ pub struct WorkloadSpec {
     pub mounts: Vec<MountSpec>,
     /// `linux.resources.memory.limit` in bytes, when set and positive.
     pub memory_limit: Option<u64>,
+    /// The soft `RLIMIT_NOFILE` of `process.rlimits`, when set: how many descriptors the guest
+    /// may hold open.
+    pub open_files_limit: Option<u64>,
     /// Whether the guest may open sockets. A container's network boundary is its network
     /// namespace (its own, its pod's, or the host's for host-network pods), as for a Linux
     /// container; the annotation `wasmcell.dev/network: none` takes sockets away.
@@ -178,6 +181,13 @@ impl WorkloadSpec {
             .and_then(|l| u64::try_from(l).ok())
             .filter(|l| *l > 0);
 
+        let open_files_limit = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
+            .map(|r| r.soft());
+
         Ok(WorkloadSpec {
             entrypoint: PathBuf::from(entrypoint),
             export,
@@ -188,6 +198,7 @@ impl WorkloadSpec {
             root_readonly: root.readonly().unwrap_or(false),
             mounts,
             memory_limit,
+            open_files_limit,
             network: spec
                 .annotations()
                 .as_ref()
@@ -402,6 +413,23 @@ mod tests {
         ));
         let w = WorkloadSpec::from_oci(&s).expect("valid spec");
         assert_eq!(w.memory_limit, Some(16 << 20));
+    }
+
+    #[test]
+    fn reads_the_open_file_limit() {
+        let mut s = spec(&["/a.wasm"], &[], "/", vec![]);
+        let mut process = s.process().clone().expect("process");
+        process.set_rlimits(Some(vec![oci_spec::runtime::PosixRlimitBuilder::default()
+            .typ(oci_spec::runtime::PosixRlimitType::RlimitNofile)
+            .soft(64u64)
+            .hard(4096u64)
+            .build()
+            .expect("rlimit")]));
+        s.set_process(Some(process));
+        assert_eq!(
+            WorkloadSpec::from_oci(&s).expect("valid").open_files_limit,
+            Some(64)
+        );
     }
 
     #[test]

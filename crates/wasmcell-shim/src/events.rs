@@ -11,10 +11,11 @@ use containerd_shim::protos::events::task::{
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::ttrpc::context;
+use containerd_shim::protos::ttrpc::{self, context};
 use containerd_shim::publisher::RemotePublisher;
 
-type Queued = (String, &'static str, Box<dyn MessageDyn>);
+/// An event, its namespace and topic, and when it was queued.
+type Queued = (String, &'static str, Box<dyn MessageDyn>, Instant);
 
 /// A handle that queues events for containerd, in one containerd namespace.
 #[derive(Debug, Clone)]
@@ -37,8 +38,17 @@ impl Events {
             .name("wasmcell-events".into())
             .spawn(move || {
                 let mut publisher = Some(publisher);
-                for (namespace, topic, event) in rx {
+                for (namespace, topic, event, queued) in rx {
                     publish(&mut publisher, &address, &namespace, topic, event);
+                    let waited = queued.elapsed();
+                    if waited > LATE {
+                        tracing::info!(
+                            topic,
+                            namespace,
+                            waited_ms = waited.as_millis() as u64,
+                            "event delivered late, after waiting for containerd"
+                        );
+                    }
                     done.fetch_sub(1, Ordering::SeqCst);
                 }
             });
@@ -71,7 +81,10 @@ impl Events {
     fn send(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
         if let Some(tx) = &self.tx {
             self.pending.fetch_add(1, Ordering::SeqCst);
-            if tx.send((self.namespace.clone(), topic, event)).is_err() {
+            if tx
+                .send((self.namespace.clone(), topic, event, Instant::now()))
+                .is_err()
+            {
                 self.pending.fetch_sub(1, Ordering::SeqCst);
             }
         }
@@ -117,9 +130,23 @@ impl Events {
     }
 }
 
-/// How long apart the attempts to deliver one event are (containerd may be restarting).
-const RETRY_DELAYS_MS: [u64; 6] = [0, 50, 200, 500, 1000, 2000];
+/// An event delivered this long after it was queued is logged (it waited for containerd).
+const LATE: Duration = Duration::from_secs(1);
+/// The first wait before delivering an event again; it doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts while containerd cannot be reached.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// How long one attempt may take: a hung containerd holds the queue this long, then the
+/// attempt counts as failed (and is tried again), so the publisher never hangs.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times an event containerd answered with an error is offered before it is given up
+/// (containerd refuses it: it will not take it later either).
+const REFUSED_ATTEMPTS: u32 = 5;
 
+/// Deliver one event. While containerd cannot be reached (stopped, restarting, hung), the event
+/// is kept and tried again with backoff, for as long as it takes: an exit is never dropped
+/// because containerd was down. The queue holds a few events per container (create, start,
+/// exit, oom, delete), so what it keeps meanwhile is bounded by the containers of the node.
 fn publish(
     publisher: &mut Option<RemotePublisher>,
     address: &str,
@@ -127,14 +154,16 @@ fn publish(
     topic: &'static str,
     event: Box<dyn MessageDyn>,
 ) {
-    let mut last_error = String::new();
-    for delay in RETRY_DELAYS_MS {
-        std::thread::sleep(Duration::from_millis(delay));
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut refusals = 0;
+    let mut attempts: u64 = 0;
+    loop {
+        attempts += 1;
         if publisher.is_none() {
             match RemotePublisher::new(address) {
                 Ok(p) => *publisher = Some(p),
                 Err(e) => {
-                    last_error = e.to_string();
+                    backoff(&mut delay, attempts, topic, namespace, &e.to_string());
                     continue;
                 }
             }
@@ -142,18 +171,61 @@ fn publish(
         let Some(p) = publisher.as_ref() else {
             continue;
         };
+        let timeout = i64::try_from(PUBLISH_TIMEOUT.as_nanos()).unwrap_or(i64::MAX);
         match p.publish(
-            context::with_timeout(0),
+            context::with_timeout(timeout),
             topic,
             namespace,
             event.clone_box(),
         ) {
-            Ok(()) => return,
+            Ok(()) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        topic,
+                        namespace,
+                        attempts,
+                        "event delivered after containerd came back"
+                    );
+                }
+                return;
+            }
+            Err(containerd_shim::Error::Ttrpc(ttrpc::Error::RpcStatus(status)))
+                if !unreachable(status.code()) =>
+            {
+                refusals += 1;
+                if refusals >= REFUSED_ATTEMPTS {
+                    tracing::warn!(topic, namespace, error = %status.message(), "containerd refused the event; dropped");
+                    return;
+                }
+                std::thread::sleep(FIRST_RETRY_DELAY);
+            }
             Err(e) => {
-                last_error = e.to_string();
                 *publisher = None;
+                backoff(&mut delay, attempts, topic, namespace, &e.to_string());
             }
         }
     }
-    tracing::warn!(topic, namespace, error = %last_error, "failed to publish event");
+}
+
+/// Whether a status says containerd was not there to answer (rather than refused).
+fn unreachable(code: ttrpc::Code) -> bool {
+    matches!(
+        code,
+        ttrpc::Code::UNAVAILABLE | ttrpc::Code::DEADLINE_EXCEEDED
+    )
+}
+
+/// Wait before the next attempt, twice as long as the last time (at most [`MAX_RETRY_DELAY`]).
+fn backoff(delay: &mut Duration, attempts: u64, topic: &str, namespace: &str, error: &str) {
+    if attempts == 3 || attempts.is_multiple_of(60) {
+        tracing::warn!(
+            topic,
+            namespace,
+            attempts,
+            error,
+            "containerd cannot be reached; keeping the event"
+        );
+    }
+    std::thread::sleep(*delay);
+    *delay = (*delay * 2).min(MAX_RETRY_DELAY);
 }

@@ -604,6 +604,19 @@ impl Containerd {
         self.spawn_and_wait();
     }
 
+    /// Stop containerd, keep it stopped for `down`, then start it again with the same
+    /// configuration (shims keep running meanwhile, as in [`Containerd::restart`]).
+    ///
+    /// # Panics
+    /// As [`Containerd::restart`].
+    pub fn stop_for(&mut self, down: Duration) {
+        if let Err(e) = self.stop() {
+            panic!("wasmcell-testing: stopping containerd: {e}");
+        }
+        std::thread::sleep(down);
+        self.spawn_and_wait();
+    }
+
     fn ctr_with<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = self.ctr();
         cmd.args(args);

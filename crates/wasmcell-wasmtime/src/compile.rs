@@ -1,7 +1,6 @@
 //! Compiling a binary once: in memory per engine (by content digest), and on disk per node
 //! through the [`CompileCache`].
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use wasmcell_core::{EngineError, ModuleKind, WasmBinary};
@@ -9,6 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::Module;
 
 use crate::cache::CompileCache;
+use crate::run::Lru;
 
 /// Compiled code of a core module or a component (cheap to clone).
 #[derive(Clone)]
@@ -22,7 +22,7 @@ const MEMO_ENTRIES: usize = 64;
 
 /// Compiles binaries, remembering the results.
 pub(crate) struct Compiler {
-    memo: Mutex<HashMap<[u8; 32], Compiled>>,
+    memo: Mutex<Lru<[u8; 32], Compiled>>,
     cache: Option<CompileCache>,
 }
 
@@ -37,7 +37,7 @@ impl std::fmt::Debug for Compiler {
 impl Compiler {
     pub(crate) fn new(cache: Option<CompileCache>) -> Self {
         Compiler {
-            memo: Mutex::new(HashMap::new()),
+            memo: Mutex::new(Lru::new(MEMO_ENTRIES)),
             cache,
         }
     }
@@ -51,7 +51,7 @@ impl Compiler {
         let digest = wasm.digest();
         let _span =
             tracing::debug_span!("compiled_code", module = %wasm.path().display()).entered();
-        if let Some(c) = self.memo.lock().ok().and_then(|m| m.get(&digest).cloned()) {
+        if let Some(c) = self.memo.lock().ok().and_then(|mut m| m.get(&digest)) {
             return Ok((c, digest));
         }
         let compiled = match &self.cache {
@@ -65,9 +65,6 @@ impl Compiler {
     /// Keep `compiled` as the code of the binary with content digest `digest`.
     pub(crate) fn remember(&self, digest: [u8; 32], compiled: Compiled) {
         if let Ok(mut memo) = self.memo.lock() {
-            if memo.len() >= MEMO_ENTRIES {
-                memo.clear();
-            }
             memo.insert(digest, compiled);
         }
     }

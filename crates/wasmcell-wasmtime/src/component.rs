@@ -5,13 +5,13 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::exit::{classify, link_error, watch_interrupt};
-use crate::limits::MemoryCap;
+use crate::limits::GuestLimits;
 use crate::run::{GuestRun, Pres};
 
 pub(crate) struct Host {
     wasi: WasiCtx,
     table: ResourceTable,
-    cap: MemoryCap,
+    limits: GuestLimits,
 }
 
 impl WasiView for Host {
@@ -49,18 +49,16 @@ pub(crate) fn check_entry(
     ))
 }
 
-/// Run a component on WASI 0.2: its `wasi:cli/run`, or the export the plan names.
-pub(crate) async fn run(
+/// Resolve the component's imports against the WASI 0.2 linker (once per digest).
+pub(crate) fn pre(
     engine: &wasmtime::Engine,
     component: &Component,
     pres: &ComponentPres,
     digest: &[u8; 32],
     plan: &RunPlan,
     wasm: &WasmBinary,
-    guest: GuestRun<'_>,
-) -> Result<GuestExit, EngineError> {
-    let link_err = |reason: String| link_error(wasm, reason);
-
+) -> Result<InstancePre<Host>, EngineError> {
+    check_entry(engine, component, plan, wasm)?;
     let new_linker = || {
         let mut l: Linker<Host> = Linker::new(engine);
         // `wasi:cli/exit.exit` says only success (0) or failure (1); components that call
@@ -68,25 +66,39 @@ pub(crate) async fn run(
         wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
         Ok(l)
     };
-    let pre = pres
-        .get(digest, new_linker, |l| l.instantiate_pre(component))
-        .map_err(|e| link_err(format!("{e:#}")))?;
+    pres.get(digest, new_linker, |l| l.instantiate_pre(component))
+        .map_err(|e| link_error(wasm, format!("{e:#}")))
+}
+
+/// Run a linked component on WASI 0.2: its `wasi:cli/run`, or the export the plan names.
+pub(crate) async fn run(
+    pre: &InstancePre<Host>,
+    plan: &RunPlan,
+    wasm: &WasmBinary,
+    guest: GuestRun<'_>,
+) -> Result<GuestExit, EngineError> {
+    let link_err = |reason: String| link_error(wasm, reason);
+
     let wasi = crate::wasi::builder(plan, guest.stdio, guest.may_block_thread)?.build();
+    let mut table = ResourceTable::new();
+    // Descriptors, streams and pollables are entries of this table: its length caps what the
+    // guest holds open (a guest past it traps).
+    table.set_max_capacity(guest.open_files);
     let mut store = Store::new(
-        engine,
+        pre.component().engine(),
         Host {
             wasi,
-            table: ResourceTable::new(),
-            cap: MemoryCap::new(plan.memory_limit, guest.meter.clone()),
+            table,
+            limits: GuestLimits::new(plan.memory_limit, guest.meter.clone()),
         },
     );
-    store.limiter(|h| &mut h.cap);
+    store.limiter(|h| &mut h.limits);
     watch_interrupt(&mut store, guest.interrupt);
 
     if let Some(export) = plan.export.as_deref() {
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(i) => i,
-            Err(e) => return Ok(classify(e, &store.data().cap)),
+            Err(e) => return Ok(classify(e, &store.data().limits)),
         };
         let func = instance
             .get_typed_func::<(), ()>(&mut store, export)
@@ -97,22 +109,22 @@ pub(crate) async fn run(
             })?;
         return Ok(match func.call_async(&mut store, ()).await {
             Ok(()) => GuestExit::Exited(0),
-            Err(e) => classify(e, &store.data().cap),
+            Err(e) => classify(e, &store.data().limits),
         });
     }
 
-    let command = CommandPre::new(pre).map_err(|e| {
+    let command = CommandPre::new(pre.clone()).map_err(|e| {
         link_err(format!(
             "component does not export wasi:cli/run (is it a wasi:cli/command?): {e:#}"
         ))
     })?;
     let command = match command.instantiate_async(&mut store).await {
         Ok(c) => c,
-        Err(e) => return Ok(classify(e, &store.data().cap)),
+        Err(e) => return Ok(classify(e, &store.data().limits)),
     };
     Ok(match command.wasi_cli_run().call_run(&mut store).await {
         Ok(Ok(())) => GuestExit::Exited(0),
         Ok(Err(())) => GuestExit::Exited(1),
-        Err(e) => classify(e, &store.data().cap),
+        Err(e) => classify(e, &store.data().limits),
     })
 }

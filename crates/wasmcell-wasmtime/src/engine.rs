@@ -154,16 +154,69 @@ impl Engine for WasmtimeEngine {
             interrupt,
             meter: &GuestMeter::new(),
             may_block_thread: true,
+            open_files: open_files(plan),
         };
         wasmtime_wasi::runtime::in_tokio(self.run_guest(plan, wasm, guest))
     }
 }
 
 impl WasmtimeEngine {
-    /// Run the guest as a future, for hosts that run many guests on one async executor (the
-    /// shim's shared mode). The guest yields to the executor at every epoch tick, so a spinning
-    /// guest cannot hold a thread; dropping the future stops the guest wherever it is, also
-    /// inside a blocking host call such as a sleep. `meter` shows its memory while it runs.
+    /// Compile `wasm` and resolve its imports for `plan`: what a host keeps between creating a
+    /// container and starting it, so that the start neither compiles, nor reads the module,
+    /// nor links. A module that cannot be linked is reported when it runs, as by
+    /// [`Engine::run`].
+    pub fn prepare_guest(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+    ) -> Result<PreparedGuest, EngineError> {
+        let (compiled, digest) = self.compiler.compile(&self.engine, wasm)?;
+        let linked = match compiled {
+            Compiled::Core(module) => {
+                crate::core_module::pre(&module, &self.core_pres, &digest, plan, wasm)
+                    .map(Linked::Core)
+            }
+            Compiled::Component(component) => {
+                let pres = &self.component_pres;
+                crate::component::pre(&self.engine, &component, pres, &digest, plan, wasm)
+                    .map(Linked::Component)
+            }
+        };
+        match linked {
+            Ok(linked) => Ok(PreparedGuest { linked }),
+            Err(EngineError::Link { reason, .. }) => Ok(PreparedGuest {
+                linked: Linked::Unlinkable(reason),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run a prepared guest as a future, for hosts that run many guests on one async executor
+    /// (the shim's shared mode). The guest yields to the executor at every epoch tick, so a
+    /// spinning guest cannot hold a thread; dropping the future stops the guest wherever it
+    /// is, also inside a blocking host call such as a sleep. `meter` shows its memory while it
+    /// runs.
+    pub async fn run_prepared(
+        &self,
+        prepared: &PreparedGuest,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        stdio: Stdio,
+        interrupt: &Interrupt,
+        meter: &GuestMeter,
+    ) -> Result<GuestExit, EngineError> {
+        self.ensure_ticker()?;
+        let guest = GuestRun {
+            stdio,
+            interrupt,
+            meter,
+            may_block_thread: false,
+            open_files: open_files(plan),
+        };
+        prepared.run(plan, wasm, guest).await
+    }
+
+    /// [`WasmtimeEngine::prepare_guest`] and [`WasmtimeEngine::run_prepared`] in one call.
     pub async fn run_async(
         &self,
         plan: &RunPlan,
@@ -172,13 +225,9 @@ impl WasmtimeEngine {
         interrupt: &Interrupt,
         meter: &GuestMeter,
     ) -> Result<GuestExit, EngineError> {
-        let guest = GuestRun {
-            stdio,
-            interrupt,
-            meter,
-            may_block_thread: false,
-        };
-        self.run_guest(plan, wasm, guest).await
+        let prepared = self.prepare_guest(plan, wasm)?;
+        self.run_prepared(&prepared, plan, wasm, stdio, interrupt, meter)
+            .await
     }
 
     async fn run_guest(
@@ -189,16 +238,56 @@ impl WasmtimeEngine {
     ) -> Result<GuestExit, EngineError> {
         tracing::debug!(module = %wasm.path().display(), kind = ?wasm.kind(), "running guest");
         self.ensure_ticker()?;
-        let (compiled, digest) = self.compiler.compile(&self.engine, wasm)?;
-        match compiled {
-            Compiled::Core(module) => {
-                crate::core_module::run(&module, &self.core_pres, &digest, plan, wasm, guest).await
-            }
-            Compiled::Component(component) => {
-                let pres = &self.component_pres;
-                crate::component::run(&self.engine, &component, pres, &digest, plan, wasm, guest)
-                    .await
-            }
+        self.prepare_guest(plan, wasm)?.run(plan, wasm, guest).await
+    }
+}
+
+/// The guest's open-file limit: its plan's, or the usual default.
+fn open_files(plan: &RunPlan) -> usize {
+    plan.open_files_limit
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .unwrap_or(crate::run::DEFAULT_OPEN_FILES)
+}
+
+/// A guest compiled and linked against WASI, ready to instantiate (cheap to clone; made by
+/// [`WasmtimeEngine::prepare_guest`]).
+#[derive(Clone)]
+pub struct PreparedGuest {
+    linked: Linked,
+}
+
+#[derive(Clone)]
+enum Linked {
+    Core(wasmtime::InstancePre<crate::core_module::Host>),
+    Component(wasmtime::component::InstancePre<crate::component::Host>),
+    /// Its imports cannot be satisfied: reported when it runs.
+    Unlinkable(String),
+}
+
+impl std::fmt::Debug for PreparedGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.linked {
+            Linked::Core(_) => "core module",
+            Linked::Component(_) => "component",
+            Linked::Unlinkable(_) => "unlinkable",
+        };
+        f.debug_struct("PreparedGuest")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedGuest {
+    async fn run(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        guest: GuestRun<'_>,
+    ) -> Result<GuestExit, EngineError> {
+        match &self.linked {
+            Linked::Core(pre) => crate::core_module::run(pre, plan, wasm, guest).await,
+            Linked::Component(pre) => crate::component::run(pre, plan, wasm, guest).await,
+            Linked::Unlinkable(reason) => Err(crate::exit::link_error(wasm, reason.clone())),
         }
     }
 }

@@ -1,7 +1,7 @@
 use wasmcell_core::{EngineError, GuestExit, Interrupt, WasmBinary};
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::limits::MemoryCap;
+use crate::limits::GuestLimits;
 
 /// Error raised from the epoch callback when an [`Interrupt`] was triggered.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub(crate) fn watch_interrupt<T: 'static>(store: &mut Store<T>, interrupt: &Inte
 }
 
 /// Turn the error that ended a guest call into how the guest ended.
-pub(crate) fn classify(error: wasmtime::Error, cap: &MemoryCap) -> GuestExit {
+pub(crate) fn classify(error: wasmtime::Error, cap: &GuestLimits) -> GuestExit {
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return GuestExit::Exited(exit.0);
     }
@@ -37,8 +37,10 @@ pub(crate) fn classify(error: wasmtime::Error, cap: &MemoryCap) -> GuestExit {
     };
     tracing::debug!(error = ?error, "guest trapped");
     if cap.refused {
-        let limit = cap.limit().unwrap_or_default();
-        return GuestExit::OutOfMemory(format!("memory limit of {limit} bytes reached ({what})"));
+        return GuestExit::OutOfMemory(match cap.budget() {
+            Some(limit) => format!("memory limit of {limit} bytes reached ({what})"),
+            None => format!("table element cap reached ({what})"),
+        });
     }
     GuestExit::Trapped(what)
 }

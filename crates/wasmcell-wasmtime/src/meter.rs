@@ -3,8 +3,9 @@ use std::sync::Arc;
 
 /// What a running guest holds, readable from another thread while it runs (a host's stats).
 ///
-/// Counts the bytes of the guest's linear memories as the engine grants them; it is the Wasm
-/// view of memory, not the process's RSS, and is the figure a memory limit is checked against.
+/// Counts the bytes of the guest's linear memories and tables (elements x pointer size) as the
+/// engine grants them; it is the Wasm view of memory, not the process's RSS, and is the figure a
+/// memory limit is checked against.
 #[derive(Debug, Clone, Default)]
 pub struct GuestMeter {
     memory: Arc<AtomicU64>,
@@ -16,7 +17,7 @@ impl GuestMeter {
         Self::default()
     }
 
-    /// Bytes of linear memory the guest holds now.
+    /// Bytes of linear memory and tables the guest holds now.
     pub fn memory_bytes(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)
     }

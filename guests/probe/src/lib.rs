@@ -44,6 +44,19 @@ pub fn run(extra: impl Fn(&str) -> bool) {
                 Err(e) => fail(&e),
             }
         }
+        "open-many" => {
+            // Open arg(2) again and again, keeping every descriptor, until refused.
+            let mut held = Vec::new();
+            loop {
+                match std::fs::File::open(arg(2)) {
+                    Ok(f) => held.push(f),
+                    Err(e) => {
+                        println!("opened {} before: {e}", held.len());
+                        std::process::exit(3);
+                    }
+                }
+            }
+        }
         "read" => match std::fs::read_to_string(arg(2)) {
             Ok(text) => print!("{text}"),
             Err(e) => fail(&e),

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{oneshot, watch};
 use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinary};
-use wasmcell_wasmtime::{GuestMeter, WasmtimeEngine};
+use wasmcell_wasmtime::{GuestMeter, PreparedGuest, WasmtimeEngine};
 
 use crate::instance::{lock, Status};
 use crate::shared::cpu_time::Metered;
@@ -29,7 +29,11 @@ pub(crate) struct Exit {
 pub(crate) struct Prepared {
     pub(crate) plan: RunPlan,
     pub(crate) wasm: WasmBinary,
+    /// Compiled and linked at Create: Start neither reads, compiles nor links.
+    pub(crate) guest: PreparedGuest,
     pub(crate) stdio: GuestStdio,
+    /// Whether Create mounted the container's rootfs.
+    pub(crate) mounted: bool,
 }
 
 /// A Wasm container run inside the manager process.
@@ -118,7 +122,13 @@ impl SharedInstance {
         let outputs = Outputs::hold(&prepared.stdio);
         let run = tokio::spawn(Metered::new(
             async move {
-                let Prepared { plan, wasm, stdio } = prepared;
+                let Prepared {
+                    plan,
+                    wasm,
+                    guest,
+                    stdio,
+                    ..
+                } = prepared;
                 let stdio = Stdio {
                     stdin: StdioStream::File(stdio.stdin),
                     stdout: StdioStream::File(stdio.stdout),
@@ -126,7 +136,7 @@ impl SharedInstance {
                 };
                 let interrupt = Interrupt::new();
                 engine
-                    .run_async(&plan, &wasm, stdio, &interrupt, &meter)
+                    .run_prepared(&guest, &plan, &wasm, stdio, &interrupt, &meter)
                     .await
             },
             cpu,

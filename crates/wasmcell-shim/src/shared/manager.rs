@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use containerd_shim::protos::ttrpc::asynchronous::{Server, Service};
 use containerd_shim::publisher::RemotePublisher;
@@ -99,17 +99,13 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
             .await
             .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
         tracing::info!(socket = %flags.socket, pid = std::process::id(), "manager serving");
-        let mut containerd_gone_since: Option<Instant> = None;
+        // The manager outlives containerd: its guests keep running while containerd is
+        // stopped or restarting (their exits wait in the event queue), as runc's shims do. It
+        // leaves only once it has held no container for `idle`.
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if activity.idle_for(idle) {
-                tracing::info!("no container left; manager exiting");
-                break;
-            }
-            if containerd_socket.exists() {
-                containerd_gone_since = None;
-            } else if containerd_gone_since.get_or_insert_with(Instant::now).elapsed() >= idle {
-                tracing::warn!(socket = %containerd_socket.display(), "containerd is gone; manager exiting");
+                tracing::info!(containerd = %containerd_socket.display(), "no container left; manager exiting");
                 break;
             }
         }

@@ -12,7 +12,8 @@
 //! If the manager dies, containerd's ttrpc connections close and it runs `delete` for every
 //! task, which reports each as killed (137) and removes its rootfs mount and state file; the
 //! next `start` launches a fresh manager. The manager leaves on its own after
-//! [`IDLE_EXIT`] without containers.
+//! [`IDLE_EXIT`] without containers, and only then: it outlives containerd's restarts and
+//! stops, keeping its guests' events until containerd takes them.
 
 mod cpu_time;
 mod instance;
@@ -36,7 +37,7 @@ pub const SHARED_RUNTIME_TYPE: &str = "io.containerd.wasmcell-shared.v1";
 /// The binary name containerd derives from [`SHARED_RUNTIME_TYPE`].
 pub const SHARED_BINARY_NAME: &str = "containerd-shim-wasmcell-shared-v1";
 
-/// How long the manager stays without containers (or without its containerd) before it exits;
+/// How long the manager stays without containers before it exits;
 /// `WASMCELL_MANAGER_IDLE_SECS` overrides it.
 pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(60);
 

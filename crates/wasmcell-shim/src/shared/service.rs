@@ -26,7 +26,6 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim_protos::shim_async::Task;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use tracing::Instrument;
-use wasmcell_core::Engine;
 use wasmcell_wasmtime::WasmtimeEngine;
 
 use crate::artifact::Containerd;
@@ -58,6 +57,16 @@ pub(crate) struct SharedService {
     activity: Arc<Activity>,
     /// containerd's gRPC socket, where artifact images are looked up.
     containerd_address: String,
+    /// Creates preparing at once (see [`prepare_slots`]).
+    prepare_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many Creates may prepare their guest at once: four per CPU, at least eight. Each holds a
+/// blocking thread while it mounts, reads and compiles; the rest wait (within the create
+/// timeout), so that guests' file I/O and Linux containers keep threads of the blocking pool.
+fn prepare_slots() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (4 * cpus).max(8)
 }
 
 impl SharedService {
@@ -76,6 +85,7 @@ impl SharedService {
             events,
             activity,
             containerd_address,
+            prepare_slots: Arc::new(tokio::sync::Semaphore::new(prepare_slots())),
         }
     }
 
@@ -155,71 +165,19 @@ impl SharedService {
                 req.id
             )));
         }
-        let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(&bundle, &req))?;
-        let config = bundle.join("config.json");
-        let spec = match Spec::load(&config) {
-            Ok(spec) => spec,
-            Err(e) => {
-                if mounted {
-                    unmount_rootfs(&bundle);
-                }
-                let e = ShimError::Workload(format!(
-                    "container {}: failed to load {}: {e}",
-                    req.id,
-                    config.display()
-                ));
-                tracing::warn!(container = %req.id, namespace = %namespace, error = %e, "create failed");
-                return Err(e);
+        let created = self.inspect_and_prepare(&req, &namespace).await;
+        let prepared = match created {
+            Ok(Inspected::Wasm(prepared)) => *prepared,
+            Ok(Inspected::Linux { mounted }) => {
+                // Decided with the rootfs in place: the entrypoint is looked at. A Linux
+                // container is created on that same rootfs.
+                tracing::info!(container = %req.id, namespace = %namespace, "running as a Linux container");
+                let service = self.linux_service(&namespace);
+                let created = blocking(move || service.create_on_rootfs(req, mounted)).await;
+                self.count_containers();
+                return created;
             }
-        };
-        // Decided with the rootfs in place: the entrypoint is looked at. A Linux container is
-        // created on that same rootfs.
-        if crate::linux::is_linux_workload(&spec, &bundle) {
-            tracing::info!(container = %req.id, namespace = %namespace, "running as a Linux container");
-            let service = self.linux_service(&namespace);
-            let created = blocking(move || service.create_on_rootfs(req, mounted)).await;
-            self.count_containers();
-            return created;
-        }
-        let engine = self.engine.clone();
-        let containerd = self.containerd(&namespace);
-        let id = req.id.clone();
-        let (b, stdin, stdout, stderr) = (
-            bundle.clone(),
-            req.stdin.clone(),
-            req.stdout.clone(),
-            req.stderr.clone(),
-        );
-        // Plan, module and compiled code, off the executor.
-        let span = tracing::debug_span!("prepare");
-        let prepared = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                prepare(
-                    &engine,
-                    &containerd,
-                    &id,
-                    &spec,
-                    &b,
-                    &stdin,
-                    &stdout,
-                    &stderr,
-                )
-            })
-        })
-        .await
-        .map_err(|e| {
-            ShimError::Workload(format!(
-                "container {}: preparing the guest failed: {e}",
-                req.id
-            ))
-        })
-        .and_then(|r| r);
-        let prepared = match prepared {
-            Ok(p) => p,
             Err(e) => {
-                if mounted {
-                    unmount_rootfs(&bundle);
-                }
                 tracing::warn!(container = %req.id, namespace = %namespace, error = %e, "create failed");
                 return Err(e);
             }
@@ -250,6 +208,66 @@ impl SharedService {
             pid,
             ..Default::default()
         })
+    }
+
+    /// Mount the rootfs, read the spec, decide Wasm or Linux and, for Wasm, read, compile and
+    /// link the module and open its stdio: all of it file work, done off the executor on one
+    /// of the [`prepare_slots`] (so that a burst of Creates, or a module slow to compile, cannot
+    /// take every blocking thread), within the create timeout. A Create that passes the timeout
+    /// fails naming it; its work, still running, cleans up after itself when it ends.
+    async fn inspect_and_prepare(
+        &self,
+        req: &CreateTaskRequest,
+        namespace: &str,
+    ) -> Result<Inspected, ShimError> {
+        let timeout = wasmcell_core::create_timeout();
+        let (engine, containerd, request) =
+            (self.engine.clone(), self.containerd(namespace), req.clone());
+        let id = req.id.clone();
+        let bundle = PathBuf::from(&req.bundle);
+        // Waiting for a slot counts against the timeout too.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let too_long = || {
+            ShimError::Workload(format!(
+                "container {id}: preparing the guest (reading, compiling and linking its module) took more than {} s ({} sets the limit)",
+                timeout.as_secs(),
+                wasmcell_core::CREATE_TIMEOUT_ENV
+            ))
+        };
+        let slot =
+            match tokio::time::timeout_at(deadline, self.prepare_slots.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) => {
+                    return Err(ShimError::FailedPrecondition(
+                        "the manager is shutting down".into(),
+                    ))
+                }
+                Err(_) => return Err(too_long()),
+            };
+        let span = tracing::debug_span!("prepare");
+        let mut work = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| inspect(&engine, &containerd, &request))
+        });
+        match tokio::time::timeout_at(deadline, &mut work).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => Err(ShimError::Workload(format!(
+                "container {id}: preparing the guest failed: {e}"
+            ))),
+            Err(_) => {
+                // Left to finish on its own; what it made is undone when it does.
+                tokio::spawn(async move {
+                    if let Ok(Ok(done)) = work.await {
+                        if done.mounted() {
+                            unmount_rootfs(&bundle);
+                        }
+                    }
+                });
+                Err(too_long())
+            }
+        }
     }
 
     fn do_start(&self, ctx: &TtrpcContext, req: StartRequest) -> Result<StartResponse, ShimError> {
@@ -397,18 +415,64 @@ fn publish_exit(events: &Events, id: &str, pid: u32, exit: Exit) {
     });
 }
 
-/// Resolve the bundle's run plan from its `spec` and compile its module (blocking work).
-#[allow(clippy::too_many_arguments)]
+/// What a Create finds in its bundle.
+enum Inspected {
+    /// A Linux container (runc's), on the rootfs mounted (or not) here.
+    Linux { mounted: bool },
+    /// A Wasm guest, ready to start.
+    Wasm(Box<Prepared>),
+}
+
+impl Inspected {
+    /// Whether a rootfs was mounted for it.
+    fn mounted(&self) -> bool {
+        match self {
+            Inspected::Linux { mounted } => *mounted,
+            Inspected::Wasm(p) => p.mounted,
+        }
+    }
+}
+
+/// Mount the container's rootfs, read its spec, and decide what it is; prepare it when it is
+/// Wasm. Blocking work; the rootfs is unmounted again when this fails.
+fn inspect(
+    engine: &WasmtimeEngine,
+    containerd: &Containerd,
+    req: &CreateTaskRequest,
+) -> Result<Inspected, ShimError> {
+    let bundle = Path::new(&req.bundle);
+    let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
+    let inspected = (|| {
+        let config = bundle.join("config.json");
+        let spec = Spec::load(&config).map_err(|e| {
+            ShimError::Workload(format!(
+                "container {}: failed to load {}: {e}",
+                req.id,
+                config.display()
+            ))
+        })?;
+        if crate::linux::is_linux_workload(&spec, bundle) {
+            return Ok(Inspected::Linux { mounted });
+        }
+        let mut prepared = prepare(engine, containerd, req, &spec)?;
+        prepared.mounted = mounted;
+        Ok(Inspected::Wasm(Box::new(prepared)))
+    })();
+    if inspected.is_err() && mounted {
+        unmount_rootfs(bundle);
+    }
+    inspected
+}
+
+/// Resolve the bundle's run plan from its `spec`, compile and link its module, open its stdio
+/// (blocking work).
 fn prepare(
     engine: &WasmtimeEngine,
     containerd: &Containerd,
-    id: &str,
+    req: &CreateTaskRequest,
     spec: &Spec,
-    bundle: &Path,
-    stdin: &str,
-    stdout: &str,
-    stderr: &str,
 ) -> Result<Prepared, ShimError> {
+    let (id, bundle) = (req.id.as_str(), Path::new(&req.bundle));
     let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
     let (plan, wasm) =
         crate::artifact::load(spec, bundle, id, containerd).map_err(|e| workload(e.to_string()))?;
@@ -429,11 +493,17 @@ fn prepare(
             plan.with_memory_limit(Some(cap))
         }
     };
-    engine
-        .prepare(&plan, &wasm)
+    let guest = engine
+        .prepare_guest(&plan, &wasm)
         .map_err(|e| workload(e.to_string()))?;
-    let stdio = GuestStdio::open(stdin, stdout, stderr)?;
-    Ok(Prepared { plan, wasm, stdio })
+    let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+    Ok(Prepared {
+        plan,
+        wasm,
+        guest,
+        stdio,
+        mounted: false,
+    })
 }
 
 /// Run a normal-mode service call (it may block on runc or on an exit) off the executor.

@@ -1,0 +1,237 @@
+//! Shared mode holds many tenants: a guest that asks for too much (memory spread over many
+//! memories, tables and instances; descriptors; a huge module) is refused alone, and containerd
+//! stopped for a while loses no container and no exit. Each test keeps a sleeping neighbour that
+//! must stay RUNNING and answer afterwards, and prints the manager's peak RSS.
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::shared_mode::{
+    assert_no_containers, containerd, kill_and_reap, manager, run, run_detached, HELLO,
+};
+use common::{import_image, task_status, wait_exit};
+use wasmcell_test_guests as guests;
+use wasmcell_testing::Containerd;
+
+/// The manager's RSS these tests allow it (its guests' budgets are far larger).
+const MANAGER_PEAK_RSS_KIB: u64 = 512 * 1024;
+
+/// A field of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fds")
+        .count()
+}
+
+/// Print the manager's peak RSS and check it against [`MANAGER_PEAK_RSS_KIB`].
+fn check_manager_peak(c: &Containerd, test: &str) {
+    let peak = status_kib(manager(c), "VmHWM");
+    eprintln!("{test}: manager peak RSS {peak} KiB (allowed {MANAGER_PEAK_RSS_KIB} KiB)");
+    assert!(peak < MANAGER_PEAK_RSS_KIB, "manager peak RSS {peak} KiB");
+}
+
+fn start_neighbour(c: &Containerd, probe: &str) {
+    run_detached(c, probe, "neighbour", &["/app.wasm", "sleep", "600000"]);
+}
+
+/// The neighbour still runs, answers a signal, and a new container still starts.
+fn neighbour_answers(c: &Containerd, hello: &str) {
+    assert_eq!(task_status(c, "neighbour").as_deref(), Some("RUNNING"));
+    let out = run(c, &[], hello, "next", &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, HELLO), "{out:?}");
+    assert_eq!(kill_and_reap(c, "neighbour", "SIGTERM"), 143);
+}
+
+fn bind(src: &Path, dst: &str) -> String {
+    format!("type=bind,src={},dst={dst},options=rbind:ro", src.display())
+}
+
+#[test]
+fn memory_spread_over_memories_tables_and_instances_counts_against_one_budget() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let limit = (256u64 << 20).to_string();
+    let images = [
+        (guests::WAT_MANY_MEMORIES, "many-memories"),
+        (
+            guests::WAT_MANY_MEMORIES_COMPONENT,
+            "many-memories-component",
+        ),
+    ];
+    for (module, name) in images {
+        // Eight memories of 48 MiB: each under the limit, together over it.
+        let image = import_image(&c, module, name);
+        let out = run(&c, &["--memory-limit", &limit], &image, name, &[]);
+        assert_eq!(out.code, 137, "{name}: {out:?}");
+        assert!(
+            out.stderr
+                .contains("guest ran out of memory: memory limit of 268435456 bytes"),
+            "{name}: {out:?}"
+        );
+    }
+    // 2^31 table elements, with only the manager's default budget: table.grow is refused (the
+    // guest exits 3 when it sees the refusal).
+    let table = import_image(&c, guests::WAT_TABLE_GROW, "table-grow");
+    let out = run(&c, &[], &table, "table-grow", &[]);
+    assert_eq!(out.code, 3, "{out:?}");
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "memory budget");
+    assert_no_containers(&c);
+}
+
+#[test]
+fn a_guest_opening_files_until_refused_harms_no_one_else() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let files = c.dir().join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    std::fs::write(files.join("f"), "data").expect("write file");
+    let mount = bind(&files, "/data");
+    start_neighbour(&c, &probe);
+    let before = open_descriptors(manager(&c));
+    // ctr's spec sets RLIMIT_NOFILE to 1024: the guest's table holds no more.
+    let out = run(
+        &c,
+        &["--mount", &mount],
+        &probe,
+        "hog",
+        &["/app.wasm", "open-many", "/data/f"],
+    );
+    assert_eq!(out.code, 134, "{out:?}");
+    assert!(out.stderr.contains("guest trapped"), "{out:?}");
+    // Its descriptors went with it.
+    let after = open_descriptors(manager(&c));
+    assert!(
+        after <= before + 8,
+        "the manager holds {after} descriptors, {before} before the hog"
+    );
+    let out = run(
+        &c,
+        &["--mount", &mount],
+        &probe,
+        "reader",
+        &["/app.wasm", "open", "/data/f"],
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "opened /data/f, read 4 bytes\n"),
+        "{out:?}"
+    );
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "open files");
+    assert_no_containers(&c);
+}
+
+#[test]
+fn a_four_gib_module_is_refused_unread() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let big = c.dir().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    // A Wasm header, then 4 GiB of holes.
+    let huge = std::fs::File::create(big.join("huge.wasm")).expect("create");
+    std::io::Write::write_all(&mut &huge, b"\0asm\x01\0\0\0").expect("header");
+    huge.set_len(4 << 30).expect("grow");
+    start_neighbour(&c, &probe);
+    let pid = manager(&c);
+    let rss_before = status_kib(pid, "VmRSS");
+    let out = run(
+        &c,
+        &["--mount", &bind(&big, "/big")],
+        &probe,
+        "huge",
+        &["/big/huge.wasm"],
+    );
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("is 4294967296 bytes, more than the 536870912 bytes a module may have"),
+        "{out:?}"
+    );
+    let rss_after = status_kib(pid, "VmRSS");
+    eprintln!("manager RSS {rss_before} KiB before the huge module, {rss_after} KiB after");
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "manager RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "module size cap");
+    assert_no_containers(&c);
+}
+
+/// Where the manager logs: its stderr.
+fn manager_log(pid: u32) -> String {
+    let path = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("manager stderr");
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
+#[test]
+fn containerd_stopped_for_ninety_seconds_loses_no_container_and_no_exit() {
+    let (mut c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let sleepers: Vec<String> = (0..20).map(|i| format!("sleeper-{i}")).collect();
+    for id in &sleepers {
+        run_detached(&c, &probe, id, &["/app.wasm", "sleep", "600000"]);
+    }
+    // These end while containerd is away: their exits wait for it.
+    for i in 0..2 {
+        run_detached(
+            &c,
+            &probe,
+            &format!("short-{i}"),
+            &["/app.wasm", "sleep", "15000"],
+        );
+    }
+    let pid = manager(&c);
+    c.stop_for(Duration::from_secs(90));
+    assert_eq!(
+        manager(&c),
+        pid,
+        "the same manager runs after containerd's absence"
+    );
+    for id in &sleepers {
+        assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"), "{id}");
+    }
+    for i in 0..2 {
+        assert_eq!(wait_exit(&c, &format!("short-{i}")), 0);
+    }
+    // Their exit events were kept and reach containerd at the next attempt (at most a few
+    // seconds after it is back).
+    let delivered = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("event delivered late, after waiting for containerd"))
+            .filter(|l| l.contains("/tasks/exit"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delivered(&manager_log(pid)) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exits were not delivered after the restart; manager log:\n{}",
+            manager_log(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for id in &sleepers {
+        assert_eq!(kill_and_reap(&c, id, "SIGKILL"), 137, "{id}");
+    }
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "containerd away");
+    assert_no_containers(&c);
+}
