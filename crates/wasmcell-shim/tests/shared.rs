@@ -10,6 +10,7 @@ use common::shared_mode::{
 };
 use common::{events_during, import_artifact, import_image, run_artifact, task_status, tasks};
 use wasmcell_test_guests as guests;
+use wasmcell_testing::CtrOutput;
 
 #[test]
 fn hello_components_and_exit_codes_in_one_manager() {
