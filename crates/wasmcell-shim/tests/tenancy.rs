@@ -173,6 +173,159 @@ fn a_four_gib_module_is_refused_unread() {
     assert_no_containers(&c);
 }
 
+/// Threads of `pid` waiting in the open of a FIFO for its other end.
+fn threads_opening_a_fifo(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("wchan"))
+                        .is_ok_and(|w| w.trim() == "wait_for_partner")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn guests_killed_while_blocked_on_a_fifo_give_their_threads_back() {
+    // A blocking pool of four threads; ten guests in turn block on a FIFO and are killed.
+    let (c, _bin) =
+        common::shared_containerd_with_env(&[("WASMCELL_MANAGER_BLOCKING_THREADS", "4")]);
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    let dir = c.dir().join("fifos");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let fifo = dir.join("p");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mount = bind(&dir, "/fifo");
+    start_neighbour(&c, &probe);
+    let pid = manager(&c);
+    let wait_for = |want: usize, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while threads_opening_a_fifo(pid) != want {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for i in 0..10 {
+        let id = format!("fifo-{i}");
+        let out = c.run_ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            common::shared_mode::SHARED,
+            "--mount",
+            &mount,
+            &probe,
+            &id,
+            "/app.wasm",
+            "open",
+            "/fifo/p",
+        ]);
+        assert!(out.success(), "{id}: {out:?}");
+        wait_for(1, &format!("{id} never blocked opening the FIFO"));
+        assert_eq!(kill_and_reap(&c, &id, "SIGKILL"), 137, "{id}");
+        wait_for(0, &format!("the open of killed {id} still holds a thread"));
+    }
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "blocked on a FIFO");
+    assert_no_containers(&c);
+}
+
+/// The manager's cgroup directory in the hierarchy of `controller` (v1), or in the unified one.
+fn cgroup_dir(pid: u32, controller: &str) -> std::path::PathBuf {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroup");
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if v2 {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == controller)
+            };
+            wanted.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"));
+    let root = if v2 {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    } else {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .expect("cgroup mounts")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == controller))
+            })
+            .unwrap_or_else(|| panic!("no {controller} hierarchy"))
+    };
+    root.join(path.trim_start_matches('/'))
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_manager_runs_in_its_own_cgroup_with_its_limits_and_oom_score() {
+    let memory_max = 768u64 << 20;
+    let (c, _bin) = common::shared_containerd_with_env(&[
+        ("WASMCELL_MANAGER_MEMORY_MAX", &memory_max.to_string()),
+        ("WASMCELL_MANAGER_CPU_SHARES", "512"),
+    ]);
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let pid = manager(&c);
+    let containerd = c.pid().expect("containerd pid");
+    assert_ne!(
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("manager cgroup"),
+        std::fs::read_to_string(format!("/proc/{containerd}/cgroup")).expect("containerd cgroup"),
+        "the manager left containerd's cgroup"
+    );
+    let memory = cgroup_dir(pid, "memory");
+    assert!(
+        memory.to_string_lossy().contains("/wasmcell/manager-"),
+        "{}",
+        memory.display()
+    );
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (limit_file, cpu_file, want_cpu) = if v2 {
+        ("memory.max", "cpu.weight", "20")
+    } else {
+        ("memory.limit_in_bytes", "cpu.shares", "512")
+    };
+    assert_eq!(
+        read_trimmed(&memory.join(limit_file)),
+        memory_max.to_string()
+    );
+    assert_eq!(
+        read_trimmed(&cgroup_dir(pid, "cpu").join(cpu_file)),
+        want_cpu
+    );
+    let score = |p: u32| -> i32 {
+        read_trimmed(Path::new(&format!("/proc/{p}/oom_score_adj")))
+            .parse()
+            .expect("score")
+    };
+    assert_eq!(score(pid), score(containerd) + 1);
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "own cgroup");
+    assert_no_containers(&c);
+}
+
 /// Where the manager logs: its stderr.
 fn manager_log(pid: u32) -> String {
     let path = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("manager stderr");

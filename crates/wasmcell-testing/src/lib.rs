@@ -134,6 +134,8 @@ pub struct Containerd {
     namespace: String,
     snapshotter: &'static str,
     path_env: OsString,
+    /// Added to containerd's environment ([`Containerd::start_with_env`]).
+    env: Vec<(String, String)>,
     /// The pod sandbox image when the CRI plugin is enabled ([`Containerd::start_cri`]).
     sandbox_image: Option<String>,
     /// The CNI network of pods ([`Containerd::start_cri_with_pod_network`]); dropped (its
@@ -159,7 +161,16 @@ impl Containerd {
     /// # Panics
     /// As [`Containerd::start`].
     pub fn start_with_path(extra_path_dirs: &[PathBuf]) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, None, false)
+        Containerd::start_inner(extra_path_dirs, None, false, &[])
+    }
+
+    /// As [`Containerd::start_with_path`], with `env` added to containerd's environment (which
+    /// its shims inherit), e.g. a shim's tuning variables.
+    ///
+    /// # Panics
+    /// As [`Containerd::start`].
+    pub fn start_with_env(extra_path_dirs: &[PathBuf], env: &[(&str, &str)]) -> Containerd {
+        Containerd::start_inner(extra_path_dirs, None, false, env)
     }
 
     /// Start a private containerd with its **CRI plugin** enabled (see the crate docs), whose
@@ -176,7 +187,7 @@ impl Containerd {
     /// # Panics
     /// As [`Containerd::start`].
     pub fn start_cri(extra_path_dirs: &[PathBuf], sandbox_image: &str) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, Some(sandbox_image.to_string()), false)
+        Containerd::start_inner(extra_path_dirs, Some(sandbox_image.to_string()), false, &[])
     }
 
     /// [`Containerd::start_cri`] with the sandbox image [`PAUSE_IMAGE`], built by
@@ -186,7 +197,7 @@ impl Containerd {
     /// As [`Containerd::start`], and when `/bin/busybox` (Debian package `busybox-static`) is
     /// missing or the import fails.
     pub fn start_cri_with_pause(extra_path_dirs: &[PathBuf]) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), false)
+        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), false, &[])
             .with_pause_image()
     }
 
@@ -199,7 +210,7 @@ impl Containerd {
     /// As [`Containerd::start_cri_with_pause`], and when the CNI plugins (Debian package
     /// `containernetworking-plugins`) or `ip` (`iproute2`) are missing or no subnet is free.
     pub fn start_cri_with_pod_network(extra_path_dirs: &[PathBuf]) -> Containerd {
-        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), true)
+        Containerd::start_inner(extra_path_dirs, Some(PAUSE_IMAGE.to_string()), true, &[])
             .with_pause_image()
     }
 
@@ -222,6 +233,7 @@ impl Containerd {
         extra_path_dirs: &[PathBuf],
         sandbox_image: Option<String>,
         pod_network: bool,
+        env: &[(&str, &str)],
     ) -> Containerd {
         require_root();
         let dir = make_temp_dir();
@@ -255,6 +267,10 @@ impl Containerd {
             namespace,
             snapshotter: "native",
             path_env: path_with(extra_path_dirs),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             sandbox_image,
             pod_network,
             dir,
@@ -643,6 +659,7 @@ impl Containerd {
             .expect("wasmcell-testing: cannot duplicate the log file handle");
         let child = Command::new("containerd")
             .env("PATH", &self.path_env)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())

@@ -11,7 +11,7 @@ use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinar
 use wasmcell_wasmtime::{GuestMeter, PreparedGuest, WasmtimeEngine};
 
 use crate::instance::{lock, Status};
-use crate::shared::cpu_time::Metered;
+use crate::shared::cpu_time::{CpuQuota, Metered};
 use crate::shared::output::Outputs;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
@@ -34,6 +34,8 @@ pub(crate) struct Prepared {
     pub(crate) stdio: GuestStdio,
     /// Whether Create mounted the container's rootfs.
     pub(crate) mounted: bool,
+    /// The container's CPU quota, enforced on the guest's polls.
+    pub(crate) cpu_quota: Option<CpuQuota>,
 }
 
 /// A Wasm container run inside the manager process.
@@ -47,6 +49,9 @@ pub(crate) struct SharedInstance {
     exit: watch::Sender<Option<Exit>>,
     meter: GuestMeter,
     cpu_nanos: Arc<AtomicU64>,
+    /// The host directories the guest may reach, where its blocked calls are looked for once
+    /// it is killed (see unpin.rs).
+    dirs: Arc<[PathBuf]>,
 }
 
 /// What Create was asked for.
@@ -64,6 +69,12 @@ impl SharedInstance {
     pub(crate) fn new(req: InstanceRequest, prepared: Prepared) -> Self {
         SharedInstance {
             memory_limit: prepared.plan.memory_limit,
+            dirs: prepared
+                .plan
+                .preopens
+                .iter()
+                .map(|p| p.host.clone())
+                .collect(),
             req,
             prepared: Mutex::new(Some(prepared)),
             status: Mutex::new(Status::Created),
@@ -92,11 +103,13 @@ impl SharedInstance {
         self.cpu_nanos.load(Ordering::Relaxed)
     }
 
-    /// Start the guest on the executor; `started` runs once it counts as running, before any
-    /// exit can be recorded, and `exited` runs when it has ended.
+    /// Start the guest on the executor `guests`; `started` runs once it counts as running,
+    /// before any exit can be recorded, and `exited` runs when it has ended (watched from the
+    /// current executor).
     pub(crate) fn start(
         self: &Arc<Self>,
         engine: Arc<WasmtimeEngine>,
+        guests: &tokio::runtime::Handle,
         started: impl FnOnce(),
         exited: impl FnOnce(Exit) + Send + 'static,
     ) -> Result<(), ShimError> {
@@ -120,7 +133,8 @@ impl SharedInstance {
         // Kept until the output has been read (see output.rs); a trap or out-of-memory message
         // goes to the container's stderr through them, as in normal mode.
         let outputs = Outputs::hold(&prepared.stdio);
-        let run = tokio::spawn(Metered::new(
+        let quota = prepared.cpu_quota;
+        let run = guests.spawn(Metered::new(
             async move {
                 let Prepared {
                     plan,
@@ -140,10 +154,12 @@ impl SharedInstance {
                     .await
             },
             cpu,
+            quota,
         ));
         let this = self.clone();
+        let dirs = self.dirs.clone();
         tokio::spawn(async move {
-            let code = supervise(&id, run, kill_rx, outputs).await;
+            let code = supervise(&id, run, kill_rx, outputs, dirs).await;
             let exit = this.set_exited(code.0, code.1);
             exited(exit);
         });
@@ -218,12 +234,14 @@ async fn supervise(
     mut run: tokio::task::JoinHandle<Result<GuestExit, wasmcell_core::EngineError>>,
     kill: oneshot::Receiver<i32>,
     mut outputs: Outputs,
+    dirs: Arc<[PathBuf]>,
 ) -> (u32, bool) {
     let ended = tokio::select! {
         ended = &mut run => ended,
         Ok(signal) = kill => {
             run.abort();
             let _ = run.await;
+            wake_blocked_calls(id, dirs);
             tracing::info!(container = %id, signal, "guest stopped by signal");
             outputs.drained().await;
             return (128 + signal as u32, false);
@@ -232,6 +250,18 @@ async fn supervise(
     let ended = ended_as(id, ended, &mut outputs);
     outputs.drained().await;
     ended
+}
+
+/// Interrupt the calls the killed guest left blocked on FIFOs, from a thread of its own (the
+/// blocking pool may be what they hold).
+fn wake_blocked_calls(id: &str, dirs: Arc<[PathBuf]>) {
+    let id = id.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("wasmcell-unpin".into())
+        .spawn(move || crate::shared::unpin::wake_blocked_calls(&id, &dirs));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "failed to start the thread that wakes a killed guest's blocked calls");
+    }
 }
 
 /// The exit status of a run that ended by itself, and whether it ran out of memory; a trap or

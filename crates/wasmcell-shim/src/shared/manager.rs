@@ -50,6 +50,16 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
     raise_file_limit();
+    // Out of containerd's cgroup, before the reaper and the executor start their threads.
+    let own_cgroup = match super::own_cgroup::ManagerLimits::for_this_manager(&flags.socket)
+        .and_then(|limits| super::own_cgroup::enter(&limits))
+    {
+        Ok(cgroup) => Some(cgroup),
+        Err(e) => {
+            tracing::error!(error = %e, "the manager stays in containerd's cgroup");
+            None
+        }
+    };
     // Mounting a rootfs may fork a helper, which containerd-shim's monitor waits for through
     // the reaper.
     // Linux containers' init processes (runc's) are reparented to the manager and reaped here.
@@ -60,13 +70,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
     let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
     let activity = Arc::new(Activity::new());
-    let service: Arc<dyn Task + Send + Sync> = Arc::new(SharedService::new(
-        engine,
-        events.clone(),
-        reaper,
-        activity.clone(),
-        flags.address.clone(),
-    ));
+
     let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -79,11 +83,34 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
             .unwrap_or(&flags.address),
     );
 
+    // Before any guest runs: a killed guest's blocked FIFO calls are interrupted with it.
+    if let Err(e) = super::unpin::install_wake_handler() {
+        tracing::warn!(error = %e, "failed to install the handler that wakes blocked calls of killed guests");
+    }
+    // Two executors: guests run on one (their file I/O on its blocking pool), the Task API and
+    // everything it does (Creates' compiles, Linux containers, events) on the other, so that
+    // however busy the guests are, a request is served and a kill acted on without waiting
+    // behind them.
+    let guests = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking_threads())
+        .thread_name("wasmcell-guest")
+        .build()
+        .map_err(|e| format!("failed to start the guests' async runtime: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .thread_name("wasmcell-manager")
         .build()
         .map_err(|e| format!("failed to start the async runtime: {e}"))?;
+    let service: Arc<dyn Task + Send + Sync> = Arc::new(SharedService::new(
+        engine,
+        guests.handle().clone(),
+        events.clone(),
+        reaper,
+        activity.clone(),
+        flags.address.clone(),
+    ));
     runtime.block_on(async move {
         let listener = UnixListener::from(listener);
         listener
@@ -112,9 +139,24 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
         Ok::<(), String>(())
     })?;
+    // No guest is left; a file call a killed guest left blocked must not hold the exit.
+    guests.shutdown_timeout(Duration::from_secs(1));
     events.flush(Duration::from_secs(5));
     let _ = std::fs::remove_file(socket_path(&flags.socket));
+    if let Some(cgroup) = own_cgroup {
+        super::own_cgroup::leave(cgroup);
+    }
     Ok(())
+}
+
+/// Threads of the guests' blocking pool (their file I/O):
+/// `WASMCELL_MANAGER_BLOCKING_THREADS`, else tokio's default of 512.
+fn blocking_threads() -> usize {
+    std::env::var("WASMCELL_MANAGER_BLOCKING_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(512)
 }
 
 /// The Task service under both names containerd uses (v3 for 2.x, v2 for 1.6 and 1.7).

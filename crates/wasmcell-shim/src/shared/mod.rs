@@ -19,7 +19,9 @@ mod cpu_time;
 mod instance;
 mod manager;
 mod output;
+mod own_cgroup;
 mod service;
+mod unpin;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -53,6 +53,8 @@ pub(crate) struct SharedService {
     linux: Mutex<HashMap<String, Arc<TaskService>>>,
     reaper: Reaper,
     engine: Arc<WasmtimeEngine>,
+    /// The executor guests run on (not the one serving requests).
+    guests: tokio::runtime::Handle,
     events: Events,
     activity: Arc<Activity>,
     /// containerd's gRPC socket, where artifact images are looked up.
@@ -72,6 +74,7 @@ fn prepare_slots() -> usize {
 impl SharedService {
     pub(crate) fn new(
         engine: Arc<WasmtimeEngine>,
+        guests: tokio::runtime::Handle,
         events: Events,
         reaper: Reaper,
         activity: Arc<Activity>,
@@ -82,6 +85,7 @@ impl SharedService {
             linux: Mutex::default(),
             reaper,
             engine,
+            guests,
             events,
             activity,
             containerd_address,
@@ -280,6 +284,7 @@ impl SharedService {
         let id = req.id.clone();
         instance.start(
             self.engine.clone(),
+            &self.guests,
             || {
                 events.start_task(TaskStart {
                     container_id: req.id.clone(),
@@ -503,6 +508,7 @@ fn prepare(
         guest,
         stdio,
         mounted: false,
+        cpu_quota: crate::shared::cpu_time::CpuQuota::of(spec),
     })
 }
 

@@ -22,11 +22,17 @@ pub fn containerd() -> Containerd {
 /// A private containerd whose PATH holds the shim under its shared-mode name (a link, as the
 /// installer makes it) in the returned directory, and under its own name.
 pub fn shared_containerd() -> (Containerd, tempfile::TempDir) {
+    shared_containerd_with_env(&[])
+}
+
+/// [`shared_containerd`] with `env` added to containerd's environment (its shims and the
+/// manager inherit it).
+pub fn shared_containerd_with_env(env: &[(&str, &str)]) -> (Containerd, tempfile::TempDir) {
     let bin = tempfile::tempdir().expect("bin dir");
     std::os::unix::fs::symlink(SHIM, bin.path().join(wasmcell_shim::SHARED_BINARY_NAME))
         .expect("link shared shim");
     let shim_dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
-    let c = Containerd::start_with_path(&[bin.path().to_path_buf(), shim_dir]);
+    let c = Containerd::start_with_env(&[bin.path().to_path_buf(), shim_dir], env);
     (c, bin)
 }
 
