@@ -8,10 +8,11 @@
 //! for `ctr run` throughput, default 200), `BENCH_CONCURRENCY` (default 8), `BENCH_IDLE`
 //! (sleeping containers for the memory figure, default 10), `BENCH_OUT` (results folder,
 //! default `results/`), `BENCH_DENSITY` (sleeping containers for the shared-mode density rows,
-//! default `100,1000`), `BENCH_DENSITY_NORMAL` (the same for normal mode, default `100`: each
+//! default `100,1000,10000`), `BENCH_DENSITY_NORMAL` (the same for normal mode, default `100`: each
 //! normal-mode container is a process), `BENCH_API_TASKS` (tasks through containerd's API per
 //! runtime, default 1000; 0 skips), `BENCH_API_CONCURRENCY` (default 32), `BENCH_LARGE_MB`
-//! (size of the generated large module in MiB, default 10; 0 skips), `BENCH_LARGE_COLD` (runs
+//! (size of the generated large module in MiB, default 10; 0 skips), `BENCH_FAIRNESS` (hello
+//! runs alone and beside two spinning guests, default 20; 0 skips), `BENCH_LARGE_COLD` (runs
 //! of it without cache, default 3), `BENCH_LARGE_WARM` (warm runs, each paired with a hello
 //! run, default 10), `BENCH_FONT` (TrueType font for the PNG, default Debian's
 //! `fonts-dejavu-core` DejaVuSans).
@@ -25,6 +26,7 @@
 
 mod api;
 mod density;
+mod fairness;
 mod large;
 mod measure;
 mod plot;
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         .tempdir()
         .context("failed to create the bench's cache directory")?;
     let cache_dir = large::cache_dir(cache_base.path());
+    raise_open_file_limit();
     let (containerd, runtimes) = runtimes::prepare(&shim_dir, peer.as_deref(), &cache_dir)?;
     let report = measure::run_all(&containerd, &runtimes, &cfg)?;
     let mut table = format!("Built in {}.\n\n", build_kind());
@@ -95,6 +98,16 @@ fn main() -> anyhow::Result<()> {
         large_report = Some(r);
     }
 
+    if cfg.fairness_runs > 0 {
+        let mut rows = Vec::new();
+        for name in ["wasmcell shared", "wasmcell"] {
+            if let Some(rt) = runtimes.iter().find(|r| r.name == name) {
+                rows.push(fairness::measure(&containerd, rt, cfg.fairness_runs)?);
+            }
+        }
+        table.push_str(&fairness::markdown(&rows, cfg.fairness_runs));
+    }
+
     let counts = |key: &str, default: &str| -> Vec<usize> {
         std::env::var(key)
             .unwrap_or_else(|_| default.to_string())
@@ -106,7 +119,7 @@ fn main() -> anyhow::Result<()> {
     let mut dense = Vec::new();
     for rt in &runtimes {
         let ns = match rt.name.as_str() {
-            "wasmcell shared" => counts("BENCH_DENSITY", "100,1000"),
+            "wasmcell shared" => counts("BENCH_DENSITY", "100,1000,10000"),
             "wasmcell" => counts("BENCH_DENSITY_NORMAL", "100"),
             _ => continue,
         };
@@ -132,6 +145,27 @@ fn main() -> anyhow::Result<()> {
         Err(e) => eprintln!("no plot: {e:#}"),
     }
     Ok(())
+}
+
+/// containerd (started by the bench, inheriting its limits) holds descriptors for every task:
+/// thousands of sleeping containers need more than a default limit. Raised as the manager
+/// raises its own (`fs.nr_open`, at most 2^20), so containerd is not the first to run out.
+fn raise_open_file_limit() {
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    let raised = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={ceiling}:{ceiling}"),
+        ])
+        .status();
+    if !raised.is_ok_and(|s| s.success()) {
+        eprintln!("could not raise the open-file limit to {ceiling}; density rows may fail");
+    }
 }
 
 /// Which build measured: numbers of a debug build only show that the bench works.

@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) large_mib: usize,
     pub(crate) large_cold: usize,
     pub(crate) large_warm: usize,
+    pub(crate) fairness_runs: usize,
 }
 
 impl Config {
@@ -45,6 +46,7 @@ impl Config {
             large_mib: num("BENCH_LARGE_MB", 10),
             large_cold: num("BENCH_LARGE_COLD", 3).max(1),
             large_warm: num("BENCH_LARGE_WARM", 10).max(3),
+            fairness_runs: num("BENCH_FAIRNESS", 20),
         }
     }
 }
@@ -100,7 +102,13 @@ pub(crate) fn run_all(
     })
 }
 
-fn run_once(c: &Containerd, rt: &Runtime, id: &str, cmd: &[String]) -> anyhow::Result<Duration> {
+/// One `ctr run --rm` of `cmd` in `rt`, timed.
+pub(crate) fn run_once(
+    c: &Containerd,
+    rt: &Runtime,
+    id: &str,
+    cmd: &[String],
+) -> anyhow::Result<Duration> {
     let mut args: Vec<&str> = vec!["run", "--rm"];
     args.extend(rt.run_args.iter().map(String::as_str));
     args.push(id);

@@ -173,6 +173,69 @@ fn a_four_gib_module_is_refused_unread() {
     assert_no_containers(&c);
 }
 
+#[test]
+fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let pid = manager(&c);
+    // A manager with few descriptors: it fills up after some tens of containers.
+    let limit = open_descriptors(pid) + 160;
+    let lowered = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(lowered.success(), "prlimit");
+    let mut sleepers = Vec::new();
+    let refused = loop {
+        let id = format!("sleeper-{}", sleepers.len());
+        let out = c.run_ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            common::shared_mode::SHARED,
+            &probe,
+            &id,
+            "/app.wasm",
+            "sleep",
+            "600000",
+        ]);
+        if !out.success() {
+            let _ = c.run_ctr(&["containers", "delete", &id]);
+            break out;
+        }
+        sleepers.push(id);
+        assert!(sleepers.len() < 200, "never refused at {limit} open files");
+    };
+    eprintln!(
+        "{} containers under a limit of {limit} open files, then: {}",
+        sleepers.len(),
+        refused.stderr.trim()
+    );
+    assert!(!sleepers.is_empty());
+    assert!(
+        refused.stderr.contains("open files of its limit of")
+            && refused.stderr.contains("RLIMIT_NOFILE"),
+        "{refused:?}"
+    );
+    // Every running one still runs and answers; once one leaves, a new one starts.
+    for id in &sleepers {
+        assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"), "{id}");
+    }
+    let first = sleepers.remove(0);
+    assert_eq!(kill_and_reap(&c, &first, "SIGKILL"), 137);
+    neighbour_answers(&c, &hello);
+    for id in &sleepers {
+        assert_eq!(kill_and_reap(&c, id, "SIGKILL"), 137, "{id}");
+    }
+    assert_no_containers(&c);
+}
+
 /// Threads of `pid` waiting in the open of a FIFO for its other end.
 fn threads_opening_a_fifo(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -175,19 +175,32 @@ fn task_methods(service: Arc<dyn Task + Send + Sync>) -> HashMap<String, Service
     methods
 }
 
-/// Raise the soft limit on open files to the hard limit: the manager holds descriptors for
-/// every container of the node (stdio, rootfs, sockets), and the soft default (often 1024) would
-/// make the next container, a FIFO open or a ttrpc accept fail for everyone long before the
-/// node's own limit.
+/// Raise the manager's open-file limit: to the kernel's ceiling for one process
+/// (`fs.nr_open`, at most 2^20) when it may raise its hard limit (root, as containerd's own
+/// service unit does with `LimitNOFILE=infinity`), else the soft limit to the hard one. The
+/// manager holds descriptors for every container of the node (stdio FIFOs, rootfs, containerd's
+/// connection), about seven each: a soft default of 1024, or a hard one of 20,000, would stop the
+/// node at a few hundred or a few thousand containers. Past whatever limit it gets, a new
+/// container is refused with a message naming it (`service.rs`, `check_descriptors`).
 fn raise_file_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!(soft, hard, error = %e, "failed to raise the open-file limit");
+        Ok((soft, hard)) => {
+            if hard < ceiling && setrlimit(Resource::RLIMIT_NOFILE, ceiling, ceiling).is_ok() {
+                tracing::debug!(limit = ceiling, "open-file limit raised");
+                return;
+            }
+            if soft < hard {
+                if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                    tracing::warn!(soft, hard, error = %e, "failed to raise the open-file limit");
+                }
             }
         }
-        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "failed to read the open-file limit"),
     }
 }

@@ -446,6 +446,7 @@ fn inspect(
     req: &CreateTaskRequest,
 ) -> Result<Inspected, ShimError> {
     let bundle = Path::new(&req.bundle);
+    check_descriptors(&req.id)?;
     let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
     let inspected = (|| {
         let config = bundle.join("config.json");
@@ -467,6 +468,28 @@ fn inspect(
         unmount_rootfs(bundle);
     }
     inspected
+}
+
+/// Descriptors the manager keeps free for the containers it runs (their file I/O, FIFOs,
+/// containerd's connections) when it takes a new one.
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Refuse a new container when the manager's descriptors are nearly all in use: only the new
+/// container fails, with a message naming the limit, and the running ones keep what they need.
+fn check_descriptors(id: &str) -> Result<(), ShimError> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    let Ok(open) = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64) else {
+        return Ok(());
+    };
+    if open.saturating_add(DESCRIPTOR_RESERVE) > soft {
+        return Err(ShimError::Workload(format!(
+            "container {id} refused: the shared-mode manager holds {open} open files of its limit of {soft} (RLIMIT_NOFILE) and keeps {DESCRIPTOR_RESERVE} for the containers it runs"
+        )));
+    }
+    Ok(())
 }
 
 /// Resolve the bundle's run plan from its `spec`, compile and link its module, open its stdio
