@@ -152,13 +152,13 @@ impl RunPlan {
     pub fn resolve(spec: &WorkloadSpec, bundle: &Path) -> Result<Self, ResolveError> {
         let (rootfs, preopens) = resolve_dirs(spec, bundle)?;
         let (root, module) =
-            resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint).map_err(|source| {
-                ResolveError::Entrypoint {
+            resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint, spec.path_env()).map_err(
+                |source| ResolveError::Entrypoint {
                     entrypoint: spec.entrypoint.clone(),
                     rootfs,
                     source,
-                }
-            })?;
+                },
+            )?;
         let mut plan = Self::with_dirs(spec, module, preopens);
         plan.module_root = Some(root);
         Ok(plan)
@@ -348,7 +348,23 @@ fn resolve_entrypoint(
     preopens: &[Preopen],
     cwd: &Path,
     entry: &Path,
+    path_env: &str,
 ) -> std::io::Result<(PathBuf, PathBuf)> {
+    // A bare name is looked up as `execvp` would (and as `workload_kind` does), through PATH;
+    // found nowhere there, it is taken from the working directory.
+    if !entry.as_os_str().as_encoded_bytes().contains(&b'/') {
+        for dir in path_env.split(':').filter(|d| !d.is_empty()) {
+            let guest = normalize(&cwd.join(dir).join(entry));
+            let Some((owner, rest)) = owning_preopen(preopens, &guest) else {
+                continue;
+            };
+            if let Ok(host) = secure_join(&owner.host, &rest) {
+                if host.is_file() {
+                    return Ok((owner.host.clone(), host));
+                }
+            }
+        }
+    }
     let guest = normalize(&cwd.join(entry));
     let (owner, rest) = owning_preopen(preopens, &guest).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "outside every preopen")
@@ -456,6 +472,38 @@ mod tests {
                 access: Access::ReadOnly
             })
         );
+    }
+
+    #[test]
+    fn a_bare_entrypoint_is_found_through_path_as_the_kind_decision_finds_it() {
+        use oci_spec::runtime::{ProcessBuilder, RootBuilder, SpecBuilder};
+        let b = bundle();
+        std::fs::write(b.path().join("rootfs/app/main"), b"\0asm\x01\0\0\0").expect("write");
+        let oci = SpecBuilder::default()
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["main".to_string()])
+                    .env(vec!["PATH=/app".to_string()])
+                    .cwd("/")
+                    .build()
+                    .expect("process"),
+            )
+            .root(RootBuilder::default().path("rootfs").build().expect("root"))
+            .build()
+            .expect("spec");
+        assert_eq!(
+            crate::workload_kind(&oci, b.path()),
+            crate::WorkloadKind::Wasm
+        );
+        let spec = WorkloadSpec::from_oci(&oci).expect("valid");
+        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        let root = b.path().join("rootfs").canonicalize().expect("canonical");
+        assert_eq!(plan.module, root.join("app/main"));
+        // Without it in PATH, the working directory is where it is looked for.
+        let mut in_cwd = workload("main.wasm", "/app", vec![]);
+        in_cwd.env = vec![("PATH".into(), "/bin".into())];
+        let plan = RunPlan::resolve(&in_cwd, b.path()).expect("resolve");
+        assert_eq!(plan.module, root.join("app/main.wasm"));
     }
 
     #[test]

@@ -87,6 +87,14 @@ pub struct WorkloadSpec {
 pub const NETWORK_ANNOTATION: &str = "wasmcell.dev/network";
 
 impl WorkloadSpec {
+    /// The `PATH` a bare entrypoint name is looked up in: `process.env`'s, else runc's default.
+    pub fn path_env(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or(crate::workload_kind::DEFAULT_PATH, |(_, v)| v.as_str())
+    }
+
     /// This workload as its own process sees it once a runtime has made the rootfs its root
     /// and put every bind mount at its destination (libcontainer for `wasmcell-oci`, the
     /// shim's guest process itself): root `/`, each mount's source its destination.

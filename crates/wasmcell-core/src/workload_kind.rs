@@ -30,7 +30,8 @@ pub const CRUN_HANDLER_ANNOTATION: &str = "run.oci.handler";
 pub const WASM_VARIANT_ANNOTATION: &str = "module.wasm.image/variant";
 
 /// The `PATH` an entrypoint is looked up in when `process.env` has none (runc's default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How a container runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
