@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::shared_mode::{assert_no_containers, kill_and_reap, manager, run, run_detached, HELLO};
-use common::{import_image, task_status, wait_exit};
+use common::{import_artifact, import_image, task_status, wait_exit};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::Containerd;
 
@@ -398,6 +398,60 @@ fn the_manager_runs_in_its_own_cgroup_with_its_limits_and_oom_score() {
     assert_eq!(score(pid), score(containerd) + 1);
     neighbour_answers(&c, &hello);
     check_manager_peak(&c, "own cgroup");
+    assert_no_containers(&c);
+}
+
+#[test]
+fn an_artifact_created_before_66_other_modules_starts_without_compiling_again() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let reference = "docker.io/library/late-artifact:1";
+    import_artifact(&c, guests::HELLO_P1, "wasip1", reference);
+    let modules = c.dir().join("distinct");
+    std::fs::create_dir_all(&modules).expect("mkdir");
+    // Created, then more distinct modules run than the manager keeps compiled in memory, then
+    // started: the start must not compile (nor fetch the layer) on the executor.
+    let (status, out) = common::api::run_as_cri_does(
+        &c,
+        common::shared_mode::SHARED,
+        reference,
+        "late-artifact",
+        &[],
+        || {
+            for i in 0..66 {
+                let wasm = wat::parse_str(format!(
+                    r#"(module
+                         (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                         (memory (export "memory") 1)
+                         (func (export "_start") (call $exit (i32.const {i}))))"#
+                ))
+                .expect("wat");
+                let path = modules.join(format!("m{i}.wasm"));
+                std::fs::write(&path, wasm).expect("write module");
+                let name = format!("distinct-{i}");
+                let image = import_image(&c, &path.display().to_string(), &name);
+                let out = run(&c, &[], &image, &name, &[]);
+                assert_eq!(out.code, i, "{name}: {out:?}");
+            }
+        },
+    );
+    assert_eq!((status, out.as_str()), (0, HELLO));
+    // The manager's log has one span per compile (memory, disk cache or Cranelift) of a
+    // module: the artifact's is compiled once, at Create; Start takes what Create prepared.
+    let log = manager_log(manager(&c));
+    let compiles = log
+        .lines()
+        .filter(|l| l.contains(&format!("compiled_code{{module=image {reference}@")))
+        .filter(|l| l.contains(": close "))
+        .count();
+    assert_eq!(
+        compiles, 1,
+        "compiles of the artifact in the manager's log:\n{log}"
+    );
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "artifact after 66 modules");
     assert_no_containers(&c);
 }
 

@@ -2,6 +2,7 @@
 //! built `containerd-shim-wasmcell-v1`, and Wasm images built from the test guests.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod shared_mode;
 
 use std::path::{Path, PathBuf};
