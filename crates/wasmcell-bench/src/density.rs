@@ -23,6 +23,12 @@ pub(crate) struct DensityRow {
     p99: Duration,
     per_container: Resident,
     containerd_rss: u64,
+    /// How many were running when measured (all `n`, unless one was refused).
+    held: usize,
+    /// How many processes the runtime had (managers, or shims and guests).
+    processes: usize,
+    /// Why a container could not start, when one could not: the rest are not tried.
+    refused: Option<String>,
 }
 
 /// Start `n` sleeping containers of `rt`, measure, and remove them.
@@ -34,13 +40,15 @@ pub(crate) fn density(
 ) -> anyhow::Result<DensityRow> {
     eprintln!("== density: {} x {n}", rt.name);
     let start = Instant::now();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = &stop;
     let results: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..concurrency)
             .map(|w| {
                 s.spawn(move || {
                     let mut took = Vec::new();
                     let mut i = w;
-                    while i < n {
+                    while i < n && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         let id = format!("dense-{i}");
                         let mut args: Vec<&str> = vec!["run", "-d"];
                         args.extend(rt.run_args.iter().map(String::as_str));
@@ -49,7 +57,9 @@ pub(crate) fn density(
                         let begun = Instant::now();
                         let out = c.run_ctr(&args);
                         if !out.success() {
-                            bail!("{} container {id} failed: {out:?}", rt.name);
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            let _ = c.run_ctr(&["containers", "delete", &id]);
+                            bail!("{} container {id} failed: {}", rt.name, out.stderr.trim());
                         }
                         took.push(begun.elapsed());
                         i += concurrency;
@@ -83,19 +93,26 @@ pub(crate) fn density(
         .collect();
     let total: Resident = with_descendants(&procs).iter().map(|p| resident(*p)).sum();
     let containerd_rss = c.pid().map_or(0, |p| resident(p).rss);
+    let held = samples.len();
     remove_all(c, n, concurrency);
-    if let Some(e) = failure {
-        return Err(e);
+    if held == 0 {
+        return Err(failure.unwrap_or_else(|| anyhow::anyhow!("no container started")));
+    }
+    if let Some(e) = &failure {
+        eprintln!("density stopped at {held} of {n}: {e:#}");
     }
     samples.sort();
     Ok(DensityRow {
         name: rt.name.clone(),
         n,
-        tasks_per_s: n as f64 / elapsed.as_secs_f64(),
+        tasks_per_s: held as f64 / elapsed.as_secs_f64(),
         p50: percentile(&samples, 50),
         p99: percentile(&samples, 99),
-        per_container: total / n as u64,
+        per_container: total / held as u64,
         containerd_rss,
+        held,
+        processes: procs.len(),
+        refused: failure.map(|e| format!("{e:#}")),
     })
 }
 
@@ -108,9 +125,15 @@ fn remove_all(c: &Containerd, n: usize, concurrency: usize) {
                     let id = format!("dense-{i}");
                     let _ = c.run_ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
                     let deadline = Instant::now() + Duration::from_secs(20);
-                    while !c.run_ctr(&["tasks", "delete", &id]).success()
-                        && Instant::now() < deadline
-                    {
+                    loop {
+                        let out = c.run_ctr(&["tasks", "delete", &id]);
+                        // Never started (the run stopped before it): nothing to wait for.
+                        if out.success()
+                            || out.stderr.contains("not found")
+                            || Instant::now() >= deadline
+                        {
+                            break;
+                        }
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     let _ = c.run_ctr(&["containers", "delete", &id]);
@@ -129,21 +152,33 @@ pub(crate) fn markdown(rows: &[DensityRow], concurrency: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "| runtime | containers | start tasks/s | p50 ms | p99 ms | runtime RSS per container | runtime PSS per container | containerd RSS |"
+        "| runtime | containers (running / asked) | runtime processes | start tasks/s | p50 ms | p99 ms | runtime RSS per container | runtime PSS per container | containerd RSS |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} MB | {:.2} MB | {:.0} MB |",
+            "| {} | {} / {} | {} | {:.1} | {:.1} | {:.1} | {:.2} MB | {:.2} MB | {:.0} MB |",
             r.name,
+            r.held,
             r.n,
+            r.processes,
             r.tasks_per_s,
             r.p50.as_secs_f64() * 1000.0,
             r.p99.as_secs_f64() * 1000.0,
             r.per_container.rss as f64 / 1e6,
             r.per_container.pss as f64 / 1e6,
             r.containerd_rss as f64 / 1e6
+        );
+    }
+    for r in rows.iter().filter(|r| r.refused.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n{} stopped at {} of {}: {}",
+            r.name,
+            r.held,
+            r.n,
+            r.refused.as_deref().unwrap_or_default()
         );
     }
     out

@@ -27,8 +27,9 @@ pub(crate) struct Runtime {
     pub(crate) api_only: bool,
 }
 
-/// The shared-mode manager's command line holds `-id manager`.
-const MANAGER_MARKER: &str = "\0-id\0manager\0";
+/// A shared-mode manager's command line holds `-id manager` (or `-id manager-N`, the next ones
+/// of a node with thousands of containers).
+const MANAGER_MARKER: &str = "\0-id\0manager";
 
 impl Runtime {
     /// Whether the process with this command line (NUL-separated) is one of this runtime's.

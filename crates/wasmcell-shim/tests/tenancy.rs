@@ -191,7 +191,8 @@ fn a_four_gib_module_is_refused_unread() {
 
 #[test]
 fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
-    let (c, _bin) = containerd();
+    // One manager at most: no other takes the containers it has no room for.
+    let (c, _bin) = containerd_with(&[("WASMCELL_MANAGERS", "1")]);
     let probe = import_image(&c, guests::PROBE_P1, "probe");
     let hello = import_image(&c, guests::HELLO_P1, "hello");
     start_neighbour(&c, &probe);
@@ -249,6 +250,41 @@ fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
     for id in &sleepers {
         assert_eq!(kill_and_reap(&c, id, "SIGKILL"), 137, "{id}");
     }
+    assert_no_containers(&c);
+}
+
+#[test]
+fn when_a_manager_is_nearly_full_the_next_containers_go_to_another() {
+    let (c, _bin) = containerd();
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    let first = manager(&c);
+    // Room for a few containers before the first manager says it is full (512 free).
+    let limit = open_descriptors(first) + 512 + 40;
+    let lowered = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &first.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(lowered.success(), "prlimit");
+    let sleepers: Vec<String> = (0..20).map(|i| format!("sleeper-{i}")).collect();
+    for id in &sleepers {
+        run_detached(&c, &probe, id, &["/app.wasm", "sleep", "600000"]);
+    }
+    let managers = common::shims_of(&c);
+    assert_eq!(managers.len(), 2, "managers: {managers:?}");
+    assert!(managers.contains(&first));
+    for id in &sleepers {
+        assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"), "{id}");
+    }
+    for id in &sleepers {
+        assert_eq!(kill_and_reap(&c, id, "SIGKILL"), 137, "{id}");
+    }
+    neighbour_answers(&c, &hello);
     assert_no_containers(&c);
 }
 

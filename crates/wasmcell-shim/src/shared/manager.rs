@@ -19,21 +19,48 @@ use crate::bootstrap::{ensure_server, launch_server, socket_path, with_suffix};
 use crate::events::Events;
 use crate::reaper::Reaper;
 
-/// The manager's address for the containerd at `containerd_address`: one per containerd, for
-/// every namespace.
-fn manager_address(containerd_address: &str) -> String {
-    containerd_shim::socket_address(containerd_address, "wasmcell-shared", "manager")
+/// The id of manager number `n` of a containerd (`manager`, then `manager-1`, ...).
+fn manager_id(n: usize) -> String {
+    match n {
+        0 => "manager".to_string(),
+        n => format!("manager-{n}"),
+    }
 }
 
-/// `start` in shared mode: make sure the manager runs and answer with its address.
+/// The address of manager `id` for the containerd at `containerd_address`, for every
+/// namespace.
+fn manager_address(containerd_address: &str, id: &str) -> String {
+    containerd_shim::socket_address(containerd_address, "wasmcell-shared", id)
+}
+
+/// Most managers one containerd gets: `WASMCELL_MANAGERS`, else 16.
+fn max_managers() -> usize {
+    std::env::var("WASMCELL_MANAGERS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(16)
+}
+
+/// `start` in shared mode: make sure a manager with room runs (the first that has not said it
+/// is full, see capacity.rs) and answer with its address. When every one is full, the first
+/// gets the container, and refuses it if it truly has no room, naming its limit.
 pub(crate) fn start(flags: &Flags) -> Result<String, String> {
     let bundle =
         std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
-    let address = manager_address(&flags.address);
+    let count = max_managers();
+    let n = (0..count)
+        .find(|&n| {
+            let address = manager_address(&flags.address, &manager_id(n));
+            !super::capacity::is_full(&socket_path(&address))
+        })
+        .unwrap_or(0);
+    let id = manager_id(n);
+    let address = manager_address(&flags.address, &id);
     let path = socket_path(&address);
     ensure_server(&path, |listener| {
         let log = with_suffix(&path, ".log");
-        launch_server(flags, "manager", &address, listener, Some(&log))
+        launch_server(flags, &id, &address, listener, Some(&log))
     })?;
     std::fs::write(bundle.join("address"), &address)
         .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
@@ -103,9 +130,11 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         .thread_name("wasmcell-manager")
         .build()
         .map_err(|e| format!("failed to start the async runtime: {e}"))?;
+    let capacity = Arc::new(super::capacity::Capacity::new(&socket_path(&flags.socket)));
     let service: Arc<dyn Task + Send + Sync> = Arc::new(SharedService::new(
         engine,
         guests.handle().clone(),
+        capacity.clone(),
         events.clone(),
         reaper,
         activity.clone(),
@@ -142,6 +171,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     // No guest is left; a file call a killed guest left blocked must not hold the exit.
     guests.shutdown_timeout(Duration::from_secs(1));
     events.flush(Duration::from_secs(5));
+    capacity.clear();
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     if let Some(cgroup) = own_cgroup {
         super::own_cgroup::leave(cgroup);

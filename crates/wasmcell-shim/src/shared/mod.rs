@@ -15,6 +15,7 @@
 //! [`IDLE_EXIT`] without containers, and only then: it outlives containerd's restarts and
 //! stops, keeping its guests' events until containerd takes them.
 
+mod capacity;
 mod cpu_time;
 mod instance;
 mod manager;

@@ -36,6 +36,7 @@ use crate::rootfs::{mount_rootfs, unmount_rootfs};
 use crate::service::{
     init_process_only, timestamp, write_state_file, ExitSignal, TaskService, STATE_FILE,
 };
+use crate::shared::capacity::Capacity;
 use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
 use crate::shared::Activity;
 use crate::stdio::GuestStdio;
@@ -55,6 +56,8 @@ pub(crate) struct SharedService {
     engine: Arc<WasmtimeEngine>,
     /// The executor guests run on (not the one serving requests).
     guests: tokio::runtime::Handle,
+    /// Whether the manager can take more containers.
+    capacity: Arc<Capacity>,
     events: Events,
     activity: Arc<Activity>,
     /// containerd's gRPC socket, where artifact images are looked up.
@@ -75,6 +78,7 @@ impl SharedService {
     pub(crate) fn new(
         engine: Arc<WasmtimeEngine>,
         guests: tokio::runtime::Handle,
+        capacity: Arc<Capacity>,
         events: Events,
         reaper: Reaper,
         activity: Arc<Activity>,
@@ -86,6 +90,7 @@ impl SharedService {
             reaper,
             engine,
             guests,
+            capacity,
             events,
             activity,
             containerd_address,
@@ -227,6 +232,7 @@ impl SharedService {
         let timeout = wasmcell_core::create_timeout();
         let (engine, containerd, request) =
             (self.engine.clone(), self.containerd(namespace), req.clone());
+        let capacity = self.capacity.clone();
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         // Waiting for a slot counts against the timeout too.
@@ -253,7 +259,10 @@ impl SharedService {
         let span = tracing::debug_span!("prepare");
         let mut work = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            span.in_scope(|| inspect(&engine, &containerd, &request))
+            span.in_scope(|| {
+                capacity.admit(&request.id)?;
+                inspect(&engine, &containerd, &request)
+            })
         });
         match tokio::time::timeout_at(deadline, &mut work).await {
             Ok(Ok(done)) => done,
@@ -347,6 +356,8 @@ impl SharedService {
         let _ = std::fs::remove_file(instance.req.bundle.join(STATE_FILE));
         lock(&self.instances).remove(&key(&instance.req.namespace, &req.id));
         self.count_containers();
+        let capacity = self.capacity.clone();
+        tokio::task::spawn_blocking(move || capacity.refresh());
         let exit = instance.exit();
         let exit_status = exit.map(|e| e.code).unwrap_or(137);
         let exited_at = timestamp(exit.map(|e| e.at));
@@ -446,7 +457,6 @@ fn inspect(
     req: &CreateTaskRequest,
 ) -> Result<Inspected, ShimError> {
     let bundle = Path::new(&req.bundle);
-    check_descriptors(&req.id)?;
     let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
     let inspected = (|| {
         let config = bundle.join("config.json");
@@ -468,28 +478,6 @@ fn inspect(
         unmount_rootfs(bundle);
     }
     inspected
-}
-
-/// Descriptors the manager keeps free for the containers it runs (their file I/O, FIFOs,
-/// containerd's connections) when it takes a new one.
-const DESCRIPTOR_RESERVE: u64 = 64;
-
-/// Refuse a new container when the manager's descriptors are nearly all in use: only the new
-/// container fails, with a message naming the limit, and the running ones keep what they need.
-fn check_descriptors(id: &str) -> Result<(), ShimError> {
-    use nix::sys::resource::{getrlimit, Resource};
-    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return Ok(());
-    };
-    let Ok(open) = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64) else {
-        return Ok(());
-    };
-    if open.saturating_add(DESCRIPTOR_RESERVE) > soft {
-        return Err(ShimError::Workload(format!(
-            "container {id} refused: the shared-mode manager holds {open} open files of its limit of {soft} (RLIMIT_NOFILE) and keeps {DESCRIPTOR_RESERVE} for the containers it runs"
-        )));
-    }
-    Ok(())
 }
 
 /// Resolve the bundle's run plan from its `spec`, compile and link its module, open its stdio
