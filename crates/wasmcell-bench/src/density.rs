@@ -42,7 +42,9 @@ pub(crate) fn density(
     let start = Instant::now();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let stop = &stop;
-    let results: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|s| {
+    // Each worker: the start times of its containers, and why it stopped early, if it did
+    // (the containers it started before still count).
+    let results: Vec<(Vec<Duration>, Option<String>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..concurrency)
             .map(|w| {
                 s.spawn(move || {
@@ -59,12 +61,13 @@ pub(crate) fn density(
                         if !out.success() {
                             stop.store(true, std::sync::atomic::Ordering::Relaxed);
                             let _ = c.run_ctr(&["containers", "delete", &id]);
-                            bail!("{} container {id} failed: {}", rt.name, out.stderr.trim());
+                            let why = format!("container {id} failed: {}", out.stderr.trim());
+                            return (took, Some(why));
                         }
                         took.push(begun.elapsed());
                         i += concurrency;
                     }
-                    Ok(took)
+                    (took, None)
                 })
             })
             .collect();
@@ -72,17 +75,17 @@ pub(crate) fn density(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("worker panicked")))
+                    .unwrap_or_else(|_| (Vec::new(), Some("worker panicked".to_string())))
             })
             .collect()
     });
     let elapsed = start.elapsed();
     let mut samples = Vec::with_capacity(n);
     let mut failure = None;
-    for r in results {
-        match r {
-            Ok(t) => samples.extend(t),
-            Err(e) => failure = Some(e),
+    for (took, why) in results {
+        samples.extend(took);
+        if why.is_some() {
+            failure = why;
         }
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -96,10 +99,14 @@ pub(crate) fn density(
     let held = samples.len();
     remove_all(c, n, concurrency);
     if held == 0 {
-        return Err(failure.unwrap_or_else(|| anyhow::anyhow!("no container started")));
+        bail!(
+            "{}: no container started: {}",
+            rt.name,
+            failure.unwrap_or_default()
+        );
     }
     if let Some(e) = &failure {
-        eprintln!("density stopped at {held} of {n}: {e:#}");
+        eprintln!("density stopped at {held} of {n}: {e}");
     }
     samples.sort();
     Ok(DensityRow {
@@ -112,7 +119,7 @@ pub(crate) fn density(
         containerd_rss,
         held,
         processes: procs.len(),
-        refused: failure.map(|e| format!("{e:#}")),
+        refused: failure,
     })
 }
 

@@ -39,5 +39,8 @@ pub fn main() -> i32 {
     if args.get(1).map(String::as_str) == Some(guest::SUBCOMMAND) {
         return guest::main(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some(shared::compile_helper::SUBCOMMAND) {
+        return shared::compile_helper::main(&args[2..]);
+    }
     bootstrap::main(&args)
 }

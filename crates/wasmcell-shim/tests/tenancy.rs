@@ -491,6 +491,37 @@ fn an_artifact_created_before_66_other_modules_starts_without_compiling_again() 
     assert_no_containers(&c);
 }
 
+#[test]
+fn a_compile_past_its_memory_cap_fails_only_its_own_create() {
+    // Compiles capped at 40 MiB of data: the small probe fits, the real-sized one does not.
+    let (c, _bin) = containerd_with(&[("WASMCELL_COMPILE_MEMORY_MAX", "41943040")]);
+    let probe = import_image(&c, guests::PROBE_P1, "probe");
+    let hello = import_image(&c, guests::HELLO_P1, "hello");
+    start_neighbour(&c, &probe);
+    // A module of its own, so that no earlier test left its code in the node's cache.
+    let unique = c.dir().join("big-unique.wasm");
+    let mut bytes = std::fs::read(guests::PROBE_BIG_P1).expect("read probe-big");
+    // A custom section naming this test's containerd: same code, another digest.
+    let name = c.dir().display().to_string();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name.as_bytes());
+    bytes.push(0);
+    bytes.push(section.len() as u8);
+    bytes.extend_from_slice(&section);
+    std::fs::write(&unique, bytes).expect("write module");
+    let big = import_image(&c, &unique.display().to_string(), "probe-big");
+    let out = run(&c, &[], &big, "big", &["/app.wasm", "hello"]);
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the compile ran out of memory (at most 41943040 bytes"),
+        "{out:?}"
+    );
+    neighbour_answers(&c, &hello);
+    check_manager_peak(&c, "compile memory cap");
+    assert_no_containers(&c);
+}
+
 /// Where the manager logs: its stderr.
 fn manager_log(pid: u32) -> String {
     let path = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("manager stderr");

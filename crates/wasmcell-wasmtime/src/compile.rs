@@ -62,6 +62,26 @@ impl Compiler {
         Ok((compiled, digest))
     }
 
+    /// Whether the code of `wasm` is in memory or in the on-disk cache (whose entry is checked
+    /// as a load would check it).
+    pub(crate) fn has(&self, engine: &wasmtime::Engine, wasm: &WasmBinary) -> bool {
+        let digest = wasm.digest();
+        if self
+            .memo
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get(&digest))
+            .is_some()
+        {
+            return true;
+        }
+        self.cache.as_ref().is_some_and(|cache| {
+            cache
+                .load(&CompileCache::key(engine, wasm.kind(), &digest))
+                .is_some()
+        })
+    }
+
     /// Keep `compiled` as the code of the binary with content digest `digest`.
     pub(crate) fn remember(&self, digest: [u8; 32], compiled: Compiled) {
         if let Ok(mut memo) = self.memo.lock() {

@@ -114,6 +114,18 @@ impl WasmtimeEngine {
         Ok(true)
     }
 
+    /// Whether compiled code of `wasm` is at hand, in memory or in the on-disk cache: preparing
+    /// it then loads code and compiles nothing.
+    pub fn has_compiled(&self, wasm: &WasmBinary) -> bool {
+        self.compiler.has(&self.engine, wasm)
+    }
+
+    /// Compile `wasm` into the engine's cache (a host's helper process does this for another
+    /// process, which then finds the code in the on-disk cache).
+    pub fn precompile(&self, wasm: &WasmBinary) -> Result<(), EngineError> {
+        self.compiler.compile(&self.engine, wasm).map(drop)
+    }
+
     /// The underlying Wasmtime engine.
     pub fn inner(&self) -> &wasmtime::Engine {
         &self.engine

@@ -243,7 +243,9 @@ async fn supervise(
             let _ = run.await;
             wake_blocked_calls(id, dirs);
             tracing::info!(container = %id, signal, "guest stopped by signal");
-            outputs.drained().await;
+            // Killed: reported at once, as the kernel reports a killed process, without
+            // waiting for a reader to take what it wrote (it stays in the pipe for one).
+            drop(outputs);
             return (128 + signal as u32, false);
         }
     };

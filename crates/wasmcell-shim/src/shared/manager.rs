@@ -118,7 +118,13 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     // everything it does (Creates' compiles, Linux containers, events) on the other, so that
     // however busy the guests are, a request is served and a kill acted on without waiting
     // behind them.
+    // A spinning guest runs up to an epoch tick (5 ms) between yields: its worker takes new
+    // tasks from the shared queue, and I/O and timer events, every other turn rather than
+    // tokio's default of every 31 and 61, or a new guest and a sleeping guest's wake-up would
+    // wait that many ticks behind each spinner.
     let guests = tokio::runtime::Builder::new_multi_thread()
+        .global_queue_interval(2)
+        .event_interval(2)
         .enable_all()
         .max_blocking_threads(blocking_threads())
         .thread_name("wasmcell-guest")

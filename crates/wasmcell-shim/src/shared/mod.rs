@@ -16,6 +16,7 @@
 //! stops, keeping its guests' events until containerd takes them.
 
 mod capacity;
+pub(crate) mod compile_helper;
 mod cpu_time;
 mod instance;
 mod manager;

@@ -37,6 +37,7 @@ use crate::service::{
     init_process_only, timestamp, write_state_file, ExitSignal, TaskService, STATE_FILE,
 };
 use crate::shared::capacity::Capacity;
+use crate::shared::compile_helper::compile_in_helper;
 use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
 use crate::shared::Activity;
 use crate::stdio::GuestStdio;
@@ -233,6 +234,7 @@ impl SharedService {
         let (engine, containerd, request) =
             (self.engine.clone(), self.containerd(namespace), req.clone());
         let capacity = self.capacity.clone();
+        let reaper = self.reaper.clone();
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         // Waiting for a slot counts against the timeout too.
@@ -261,7 +263,7 @@ impl SharedService {
             let _slot = slot;
             span.in_scope(|| {
                 capacity.admit(&request.id)?;
-                inspect(&engine, &containerd, &request)
+                inspect(&engine, &containerd, &reaper, &request)
             })
         });
         match tokio::time::timeout_at(deadline, &mut work).await {
@@ -454,6 +456,7 @@ impl Inspected {
 fn inspect(
     engine: &WasmtimeEngine,
     containerd: &Containerd,
+    reaper: &Reaper,
     req: &CreateTaskRequest,
 ) -> Result<Inspected, ShimError> {
     let bundle = Path::new(&req.bundle);
@@ -470,7 +473,7 @@ fn inspect(
         if crate::linux::is_linux_workload(&spec, bundle) {
             return Ok(Inspected::Linux { mounted });
         }
-        let mut prepared = prepare(engine, containerd, req, &spec)?;
+        let mut prepared = prepare(engine, containerd, reaper, req, &spec)?;
         prepared.mounted = mounted;
         Ok(Inspected::Wasm(Box::new(prepared)))
     })();
@@ -485,6 +488,7 @@ fn inspect(
 fn prepare(
     engine: &WasmtimeEngine,
     containerd: &Containerd,
+    reaper: &Reaper,
     req: &CreateTaskRequest,
     spec: &Spec,
 ) -> Result<Prepared, ShimError> {
@@ -509,6 +513,17 @@ fn prepare(
             plan.with_memory_limit(Some(cap))
         }
     };
+    // A module new to the node is compiled in a helper process (its memory capped, its crash
+    // its own), into the node's cache; the manager then only loads code. An artifact's module
+    // (its bytes from containerd) is compiled here, bounded by the artifact size cap.
+    if let Some(root) = plan.module_root.as_deref() {
+        if !engine.has_compiled(&wasm) {
+            compile_in_helper(reaper, root, &plan.module, id)?;
+            if !engine.has_compiled(&wasm) {
+                tracing::warn!(container = %id, "the compiled code is not in the node's cache (is it usable?); compiling in the manager");
+            }
+        }
+    }
     let guest = engine
         .prepare_guest(&plan, &wasm)
         .map_err(|e| workload(e.to_string()))?;
