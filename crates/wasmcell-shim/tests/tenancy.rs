@@ -72,6 +72,37 @@ fn bind(src: &Path, dst: &str) -> String {
     format!("type=bind,src={},dst={dst},options=rbind:ro", src.display())
 }
 
+/// A directory holding the file `f` ("data"), to mount into guests.
+fn files_dir(c: &Containerd) -> std::path::PathBuf {
+    let files = c.dir().join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    std::fs::write(files.join("f"), "data").expect("write file");
+    files
+}
+
+/// `ctr run -d` in shared mode with `mount` (a `--mount` value).
+fn run_detached_with_mount(
+    c: &Containerd,
+    mount: &str,
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> wasmcell_testing::CtrOutput {
+    let shared = common::shared_mode::SHARED;
+    let mut argv = vec![
+        "run",
+        "-d",
+        "--runtime",
+        shared,
+        "--mount",
+        mount,
+        image,
+        id,
+    ];
+    argv.extend_from_slice(args);
+    c.run_ctr(&argv)
+}
+
 #[test]
 fn memory_spread_over_memories_tables_and_instances_counts_against_one_budget() {
     let (c, _bin) = containerd();
@@ -112,10 +143,7 @@ fn a_guest_opening_files_until_refused_harms_no_one_else() {
     let (c, _bin) = containerd();
     let probe = import_image(&c, guests::PROBE_P1, "probe");
     let hello = import_image(&c, guests::HELLO_P1, "hello");
-    let files = c.dir().join("files");
-    std::fs::create_dir_all(&files).expect("mkdir");
-    std::fs::write(files.join("f"), "data").expect("write file");
-    let mount = bind(&files, "/data");
+    let mount = bind(&files_dir(&c), "/data");
     start_neighbour(&c, &probe);
     let before = open_descriptors(manager(&c));
     // ctr's spec sets RLIMIT_NOFILE to 1024: the guest's table holds no more.
@@ -208,6 +236,15 @@ fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
         .status()
         .expect("run prlimit");
     assert!(lowered.success(), "prlimit");
+    // One container holding many files: the refusal names it.
+    let out = run_detached_with_mount(
+        &c,
+        &bind(&files_dir(&c), "/data"),
+        &probe,
+        "holder",
+        &["/app.wasm", "hold", "/data/f", "40", "600000"],
+    );
+    assert!(out.success(), "{out:?}");
     let mut sleepers = Vec::new();
     let refused = loop {
         let id = format!("sleeper-{}", sleepers.len());
@@ -240,6 +277,10 @@ fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
             && refused.stderr.contains("RLIMIT_NOFILE"),
         "{refused:?}"
     );
+    assert!(
+        refused.stderr.contains("most held by holder ("),
+        "the refusal names who holds most: {refused:?}"
+    );
     // Every running one still runs and answers; once one leaves, a new one starts.
     for id in &sleepers {
         assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"), "{id}");
@@ -247,7 +288,7 @@ fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
     let first = sleepers.remove(0);
     assert_eq!(kill_and_reap(&c, &first, "SIGKILL"), 137);
     neighbour_answers(&c, &hello);
-    for id in &sleepers {
+    for id in sleepers.iter().chain([&"holder".to_string()]) {
         assert_eq!(kill_and_reap(&c, id, "SIGKILL"), 137, "{id}");
     }
     assert_no_containers(&c);
@@ -329,19 +370,8 @@ fn guests_killed_while_blocked_on_a_fifo_give_their_threads_back() {
     };
     for i in 0..10 {
         let id = format!("fifo-{i}");
-        let out = c.run_ctr(&[
-            "run",
-            "-d",
-            "--runtime",
-            common::shared_mode::SHARED,
-            "--mount",
-            &mount,
-            &probe,
-            &id,
-            "/app.wasm",
-            "open",
-            "/fifo/p",
-        ]);
+        let out =
+            run_detached_with_mount(&c, &mount, &probe, &id, &["/app.wasm", "open", "/fifo/p"]);
         assert!(out.success(), "{id}: {out:?}");
         wait_for(1, &format!("{id} never blocked opening the FIFO"));
         assert_eq!(kill_and_reap(&c, &id, "SIGKILL"), 137, "{id}");

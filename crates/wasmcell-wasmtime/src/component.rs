@@ -93,7 +93,9 @@ pub(crate) async fn run(
         },
     );
     store.limiter(|h| &mut h.limits);
-    watch_interrupt(&mut store, guest.interrupt);
+    watch_interrupt(&mut store, guest.interrupt, guest.meter, |h| {
+        h.table.iter_mut().count()
+    });
 
     if let Some(export) = plan.export.as_deref() {
         let instance = match pre.instantiate_async(&mut store).await {

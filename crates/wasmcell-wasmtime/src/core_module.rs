@@ -65,7 +65,9 @@ pub(crate) async fn run(
     let limits = GuestLimits::new(plan.memory_limit, guest.meter.clone());
     let mut store = Store::new(pre.module().engine(), Host { wasi, limits });
     store.limiter(|h| &mut h.limits);
-    crate::exit::watch_interrupt(&mut store, guest.interrupt);
+    crate::exit::watch_interrupt(&mut store, guest.interrupt, guest.meter, |h| {
+        h.wasi.ctx().table.iter_mut().count()
+    });
 
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(i) => i,

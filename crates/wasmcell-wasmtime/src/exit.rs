@@ -2,6 +2,7 @@ use wasmcell_core::{EngineError, GuestExit, Interrupt, WasmBinary};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::limits::GuestLimits;
+use crate::GuestMeter;
 
 /// Error raised from the epoch callback when an [`Interrupt`] was triggered.
 #[derive(Debug, thiserror::Error)]
@@ -10,12 +11,22 @@ pub(crate) struct Interrupted(pub(crate) i32);
 
 /// Check the interrupt at every epoch tick, and otherwise yield to the async executor, so that a
 /// spinning guest shares its thread with others and a host that drops the run stops it there.
-pub(crate) fn watch_interrupt<T: 'static>(store: &mut Store<T>, interrupt: &Interrupt) {
+/// At each tick `held` counts the WASI resources the guest holds, for `meter`.
+pub(crate) fn watch_interrupt<T: 'static>(
+    store: &mut Store<T>,
+    interrupt: &Interrupt,
+    meter: &GuestMeter,
+    held: fn(&mut T) -> usize,
+) {
     let interrupt = interrupt.clone();
+    let meter = meter.clone();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| match interrupt.requested() {
-        Some(signal) => Err(wasmtime::Error::new(Interrupted(signal))),
-        None => Ok(UpdateDeadline::Yield(1)),
+    store.epoch_deadline_callback(move |mut ctx| {
+        meter.set_resources(held(ctx.data_mut()));
+        match interrupt.requested() {
+            Some(signal) => Err(wasmtime::Error::new(Interrupted(signal))),
+            None => Ok(UpdateDeadline::Yield(1)),
+        }
     });
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct GuestMeter {
     memory: Arc<AtomicU64>,
+    resources: Arc<AtomicU64>,
 }
 
 impl GuestMeter {
@@ -20,6 +21,16 @@ impl GuestMeter {
     /// Bytes of linear memory and tables the guest holds now.
     pub fn memory_bytes(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)
+    }
+
+    /// WASI resources (open files and directories, streams, pollables) the guest held at its
+    /// last epoch tick: what it holds of its host's descriptors, counted while it runs.
+    pub fn resources(&self) -> u64 {
+        self.resources.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_resources(&self, n: usize) {
+        self.resources.store(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn grew(&self, from: usize, to: usize) {

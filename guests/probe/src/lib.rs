@@ -57,6 +57,18 @@ pub fn run(extra: impl Fn(&str) -> bool) {
                 }
             }
         }
+        "hold" => {
+            // Open arg(2) arg(3) times and keep the files: busy for 50 ms (so the host sees
+            // what it holds at an epoch tick), then asleep for arg(4) ms.
+            let n: usize = arg(3).parse().unwrap_or(1);
+            let held: Vec<_> = (0..n).map_while(|_| std::fs::File::open(arg(2)).ok()).collect();
+            println!("holding {}", held.len());
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(50) {
+                std::hint::spin_loop();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(arg(4).parse().unwrap_or(0)));
+        }
         "read" => match std::fs::read_to_string(arg(2)) {
             Ok(text) => print!("{text}"),
             Err(e) => fail(&e),

@@ -33,6 +33,8 @@ fn marker(socket: &Path) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct Capacity {
     marker: PathBuf,
+    /// Whether the manager said it is full, as of the last count.
+    full: std::sync::atomic::AtomicBool,
 }
 
 impl Capacity {
@@ -40,18 +42,20 @@ impl Capacity {
     pub(crate) fn new(socket: &Path) -> Self {
         Capacity {
             marker: marker(socket),
+            full: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Take container `id`, or refuse it naming the limit (blocking: counts open files).
-    pub(crate) fn admit(&self, id: &str) -> Result<(), ShimError> {
+    /// Take container `id`, or refuse it naming the limit and `holders` (which containers hold
+    /// the most; blocking: counts open files).
+    pub(crate) fn admit(&self, id: &str, holders: &str) -> Result<(), ShimError> {
         let Some((open, limit)) = descriptors() else {
             return Ok(());
         };
         self.mark(open, limit);
         if open.saturating_add(RESERVE) > limit {
             return Err(ShimError::Workload(format!(
-                "container {id} refused: the shared-mode manager holds {open} open files of its limit of {limit} (RLIMIT_NOFILE) and keeps {RESERVE} for the containers it runs"
+                "container {id} refused: the shared-mode manager holds {open} open files of its limit of {limit} (RLIMIT_NOFILE) and keeps {RESERVE} for the containers it runs{holders}"
             )));
         }
         Ok(())
@@ -64,6 +68,11 @@ impl Capacity {
         }
     }
 
+    /// Whether the manager said it is full at its last count (nearly out of descriptors).
+    pub(crate) fn nearly_full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Remove the mark (the manager is exiting).
     pub(crate) fn clear(&self) {
         let _ = std::fs::remove_file(&self.marker);
@@ -71,6 +80,7 @@ impl Capacity {
 
     fn mark(&self, open: u64, limit: u64) {
         let full = open.saturating_add(FULL_BELOW) > limit;
+        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
         if full == self.marker.exists() {
             return;
         }

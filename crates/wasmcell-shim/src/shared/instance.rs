@@ -98,6 +98,12 @@ impl SharedInstance {
         self.meter.memory_bytes()
     }
 
+    /// WASI resources (files, directories, streams) the guest holds: its share of the
+    /// manager's descriptors, besides its stdio and its directories.
+    pub(crate) fn resources(&self) -> u64 {
+        self.meter.resources()
+    }
+
     /// CPU time spent running the guest (and its host calls), in nanoseconds.
     pub(crate) fn cpu_nanos(&self) -> u64 {
         self.cpu_nanos.load(Ordering::Relaxed)

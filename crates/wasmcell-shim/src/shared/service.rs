@@ -131,6 +131,26 @@ impl SharedService {
         }
     }
 
+    /// The containers holding the most WASI resources (descriptors of the manager), for a
+    /// refusal's message: `"; most held by a (1000), b (12)"`, or nothing.
+    fn top_holders(&self) -> String {
+        let mut held: Vec<(u64, String)> = lock(&self.instances)
+            .values()
+            .map(|i| (i.resources(), i.req.id.clone()))
+            .filter(|(n, _)| *n > 0)
+            .collect();
+        held.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
+        let top: Vec<String> = held
+            .iter()
+            .take(3)
+            .map(|(n, id)| format!("{id} ({n})"))
+            .collect();
+        if top.is_empty() {
+            return String::new();
+        }
+        format!("; most held by {}", top.join(", "))
+    }
+
     /// Tell the idle timer how many containers (Wasm and Linux) the manager runs.
     fn count_containers(&self) {
         let linux: usize = lock(&self.linux).values().map(|s| s.len()).sum();
@@ -235,6 +255,12 @@ impl SharedService {
             (self.engine.clone(), self.containerd(namespace), req.clone());
         let capacity = self.capacity.clone();
         let reaper = self.reaper.clone();
+        // Who holds the most, named if this Create is refused (looked up only when it may be).
+        let holders = if self.capacity.nearly_full() {
+            self.top_holders()
+        } else {
+            String::new()
+        };
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         // Waiting for a slot counts against the timeout too.
@@ -262,7 +288,7 @@ impl SharedService {
         let mut work = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             span.in_scope(|| {
-                capacity.admit(&request.id)?;
+                capacity.admit(&request.id, &holders)?;
                 inspect(&engine, &containerd, &reaper, &request)
             })
         });
