@@ -22,6 +22,7 @@ mod instance;
 mod manager;
 mod output;
 mod own_cgroup;
+mod prepare;
 mod service;
 mod unpin;
 

@@ -24,7 +24,6 @@ use containerd_shim::protos::ttrpc;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim_protos::shim_async::Task;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use tracing::Instrument;
 use wasmcell_wasmtime::WasmtimeEngine;
 
@@ -32,15 +31,14 @@ use crate::artifact::Containerd;
 use crate::events::Events;
 use crate::instance::{lock, Status as InstanceStatus};
 use crate::reaper::Reaper;
-use crate::rootfs::{mount_rootfs, unmount_rootfs};
+use crate::rootfs::unmount_rootfs;
 use crate::service::{
     init_process_only, timestamp, write_state_file, ExitSignal, TaskService, STATE_FILE,
 };
 use crate::shared::capacity::Capacity;
-use crate::shared::compile_helper::compile_in_helper;
-use crate::shared::instance::{Exit, InstanceRequest, Prepared, SharedInstance};
+use crate::shared::instance::{Exit, InstanceRequest, SharedInstance};
+use crate::shared::prepare::{inspect, Inspected};
 use crate::shared::Activity;
-use crate::stdio::GuestStdio;
 use crate::ShimError;
 
 /// ttrpc metadata key containerd puts the namespace of a request in.
@@ -459,111 +457,6 @@ fn publish_exit(events: &Events, id: &str, pid: u32, exit: Exit) {
     });
 }
 
-/// What a Create finds in its bundle.
-enum Inspected {
-    /// A Linux container (runc's), on the rootfs mounted (or not) here.
-    Linux { mounted: bool },
-    /// A Wasm guest, ready to start.
-    Wasm(Box<Prepared>),
-}
-
-impl Inspected {
-    /// Whether a rootfs was mounted for it.
-    fn mounted(&self) -> bool {
-        match self {
-            Inspected::Linux { mounted } => *mounted,
-            Inspected::Wasm(p) => p.mounted,
-        }
-    }
-}
-
-/// Mount the container's rootfs, read its spec, and decide what it is; prepare it when it is
-/// Wasm. Blocking work; the rootfs is unmounted again when this fails.
-fn inspect(
-    engine: &WasmtimeEngine,
-    containerd: &Containerd,
-    reaper: &Reaper,
-    req: &CreateTaskRequest,
-) -> Result<Inspected, ShimError> {
-    let bundle = Path::new(&req.bundle);
-    let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
-    let inspected = (|| {
-        let config = bundle.join("config.json");
-        let spec = Spec::load(&config).map_err(|e| {
-            ShimError::Workload(format!(
-                "container {}: failed to load {}: {e}",
-                req.id,
-                config.display()
-            ))
-        })?;
-        if crate::linux::is_linux_workload(&spec, bundle) {
-            return Ok(Inspected::Linux { mounted });
-        }
-        let mut prepared = prepare(engine, containerd, reaper, req, &spec)?;
-        prepared.mounted = mounted;
-        Ok(Inspected::Wasm(Box::new(prepared)))
-    })();
-    if inspected.is_err() && mounted {
-        unmount_rootfs(bundle);
-    }
-    inspected
-}
-
-/// Resolve the bundle's run plan from its `spec`, compile and link its module, open its stdio
-/// (blocking work).
-fn prepare(
-    engine: &WasmtimeEngine,
-    containerd: &Containerd,
-    reaper: &Reaper,
-    req: &CreateTaskRequest,
-    spec: &Spec,
-) -> Result<Prepared, ShimError> {
-    let (id, bundle) = (req.id.as_str(), Path::new(&req.bundle));
-    let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
-    let (plan, wasm) =
-        crate::artifact::load(spec, bundle, id, containerd).map_err(|e| workload(e.to_string()))?;
-    // Guests share the manager's network namespace: they get sockets only when the container
-    // asked for the host's network (no network namespace of its own).
-    let plan = if plan.network && !host_network(spec) {
-        tracing::info!(container = %id, "no sockets: the shared runtime cannot enter a container's own network namespace");
-        plan.with_network(false)
-    } else {
-        plan
-    };
-    // One process holds every guest: a guest without a memory limit gets the manager's default
-    // cap, so that it cannot take the memory of all the others.
-    let plan = match plan.memory_limit {
-        Some(_) => plan,
-        None => {
-            let cap = default_memory_limit();
-            plan.with_memory_limit(Some(cap))
-        }
-    };
-    // A module new to the node is compiled in a helper process (its memory capped, its crash
-    // its own), into the node's cache; the manager then only loads code. An artifact's module
-    // (its bytes from containerd) is compiled here, bounded by the artifact size cap.
-    if let Some(root) = plan.module_root.as_deref() {
-        if !engine.has_compiled(&wasm) {
-            compile_in_helper(reaper, root, &plan.module, id)?;
-            if !engine.has_compiled(&wasm) {
-                tracing::warn!(container = %id, "the compiled code is not in the node's cache (is it usable?); compiling in the manager");
-            }
-        }
-    }
-    let guest = engine
-        .prepare_guest(&plan, &wasm)
-        .map_err(|e| workload(e.to_string()))?;
-    let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
-    Ok(Prepared {
-        plan,
-        wasm,
-        guest,
-        stdio,
-        mounted: false,
-        cpu_quota: crate::shared::cpu_time::CpuQuota::of(spec),
-    })
-}
-
 /// Run a normal-mode service call (it may block on runc or on an exit) off the executor.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, ShimError> + Send + 'static,
@@ -575,27 +468,6 @@ async fn blocking<T: Send + 'static>(
             std::io::Error::other(e.to_string()),
         )),
     }
-}
-
-/// Memory cap of a guest whose container sets no memory limit: 1 GiB, or
-/// `WASMCELL_SHARED_MEMORY_LIMIT` (bytes) in the manager's environment.
-fn default_memory_limit() -> u64 {
-    std::env::var("WASMCELL_SHARED_MEMORY_LIMIT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(1 << 30)
-}
-
-fn host_network(spec: &Spec) -> bool {
-    let namespaces = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default();
-    !namespaces
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Network)
 }
 
 /// The request's containerd namespace: from its ttrpc metadata, else the bundle's parent
