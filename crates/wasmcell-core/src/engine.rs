@@ -73,6 +73,17 @@ impl GuestExit {
             GuestExit::Interrupted(signal) => 128 + signal,
         }
     }
+
+    /// What a host tells the container's stderr about this ending, if anything: `"guest
+    /// trapped: ..."` or `"guest ran out of memory: ..."`; nothing for an exit or an interrupt.
+    /// Every host words it the same way.
+    pub fn report(&self) -> Option<String> {
+        match self {
+            GuestExit::Trapped(m) => Some(format!("guest trapped: {m}")),
+            GuestExit::OutOfMemory(m) => Some(format!("guest ran out of memory: {m}")),
+            GuestExit::Exited(_) | GuestExit::Interrupted(_) => None,
+        }
+    }
 }
 
 /// A handle that stops a running guest from another thread: the engine checks it at least every

@@ -22,9 +22,7 @@ use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
 use nix::sys::signal::Signal;
-use wasmcell_core::{
-    Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec,
-};
+use wasmcell_core::{Engine, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec};
 use wasmcell_wasmtime::{CompiledCode, WasmtimeEngine};
 
 use crate::fork::{ProgressWriter, Step};
@@ -210,10 +208,8 @@ fn run(prepared: Prepared) -> i32 {
     let Prepared { plan, wasm, engine } = prepared;
     match engine.run(&plan, &wasm, Stdio::inherit(), &interrupt) {
         Ok(exit) => {
-            match &exit {
-                GuestExit::Trapped(m) => eprintln!("wasmcell: guest trapped: {m}"),
-                GuestExit::OutOfMemory(m) => eprintln!("wasmcell: guest ran out of memory: {m}"),
-                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            if let Some(report) = exit.report() {
+                eprintln!("wasmcell: {report}");
             }
             exit.code()
         }

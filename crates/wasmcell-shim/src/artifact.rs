@@ -32,7 +32,7 @@ use wasmcell_core::{
     FetchBytes, ModuleKind, ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec,
 };
 use wasmcell_image::{find_artifact_layer, ArtifactError, ArtifactLayer, BlobSource, ImageError};
-use wasmcell_wasmtime::{CompileCache, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::CompileCache;
 
 /// Annotation naming the image whose Wasm layer a container runs, e.g. for
 /// `ctr run --rootfs <empty dir> --annotation wasmcell.dev/image=<ref>` (ctr cannot unpack an
@@ -413,7 +413,7 @@ impl Client {
 
 /// The node's precompile cache, where the content index lives.
 fn node_cache() -> CompileCache {
-    CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES)
+    CompileCache::node()
 }
 
 /// `core:<blake3 hex>` or `component:<blake3 hex>`.

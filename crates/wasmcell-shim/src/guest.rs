@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadSpec};
-use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 use crate::artifact::{Containerd, LoadError};
 
@@ -72,13 +72,11 @@ pub(crate) fn main(args: &[String]) -> i32 {
     tracing::debug!(container = %id, "guest starting");
     match engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new()) {
         Ok(exit) => {
-            match &exit {
-                GuestExit::Trapped(m) => eprintln!("wasmcell: guest trapped: {m}"),
-                GuestExit::OutOfMemory(m) => {
-                    let _ = writeln!(control, "oom");
-                    eprintln!("wasmcell: guest ran out of memory: {m}");
-                }
-                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            if matches!(exit, GuestExit::OutOfMemory(_)) {
+                let _ = writeln!(control, "oom");
+            }
+            if let Some(report) = exit.report() {
+                eprintln!("wasmcell: {report}");
             }
             let _ = std::io::stdout().flush();
             exit.code()
@@ -171,7 +169,7 @@ fn prepare(
     let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)?;
     timings.mark("module");
     step(control, "compiling the module");
-    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let cache = CompileCache::node();
     let engine = WasmtimeEngine::with_cache(cache).map_err(wasmcell_core::Error::from)?;
     timings.mark("engine");
     engine

@@ -90,6 +90,12 @@ impl CompileCache {
         }
     }
 
+    /// The node's cache, shared by every runtime of the node: in [`CompileCache::default_dir`],
+    /// at most [`DEFAULT_MAX_BYTES`].
+    pub fn node() -> Self {
+        Self::new(Self::default_dir(), DEFAULT_MAX_BYTES)
+    }
+
     /// `$WASMCELL_CACHE_DIR`, or `/var/lib/wasmcell/cache`.
     pub fn default_dir() -> PathBuf {
         std::env::var_os(CACHE_DIR_ENV)

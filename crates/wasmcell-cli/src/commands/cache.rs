@@ -23,10 +23,7 @@ pub(crate) struct PruneArgs {
 
 impl CacheCommand {
     pub(crate) fn execute(self) -> i32 {
-        let cache = CompileCache::new(
-            CompileCache::default_dir(),
-            wasmcell_wasmtime::DEFAULT_MAX_BYTES,
-        );
+        let cache = CompileCache::node();
         let result = match self {
             CacheCommand::Ls => cache.entries().map(|entries| {
                 for e in entries {

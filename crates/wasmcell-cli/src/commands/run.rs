@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio};
-use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 /// `wasmcell run`: run a module with explicit grants, or an OCI bundle.
 #[derive(Debug, Args)]
@@ -53,17 +53,12 @@ pub(crate) struct RunCommand {
 impl RunCommand {
     pub(crate) fn execute(self) -> i32 {
         let code = match self.run() {
-            Ok(GuestExit::Exited(code)) => code,
-            Ok(exit @ GuestExit::Trapped(_)) | Ok(exit @ GuestExit::OutOfMemory(_)) => {
-                let what = match &exit {
-                    GuestExit::Trapped(m) => format!("guest trapped: {m}"),
-                    GuestExit::OutOfMemory(m) => format!("guest ran out of memory: {m}"),
-                    _ => String::new(),
-                };
-                eprintln!("wasmcell: {what}");
+            Ok(exit) => {
+                if let Some(report) = exit.report() {
+                    eprintln!("wasmcell: {report}");
+                }
                 exit.code()
             }
-            Ok(exit @ GuestExit::Interrupted(_)) => exit.code(),
             Err(e) => {
                 eprintln!("wasmcell: {e}");
                 e.exit_code()
@@ -110,10 +105,7 @@ impl RunCommand {
         let engine = if self.no_cache {
             WasmtimeEngine::new()?
         } else {
-            WasmtimeEngine::with_cache(CompileCache::new(
-                CompileCache::default_dir(),
-                DEFAULT_MAX_BYTES,
-            ))?
+            WasmtimeEngine::with_cache(CompileCache::node())?
         };
         tracing::debug!(module = %plan.module.display(), preopens = plan.preopens.len(), "starting guest");
         Ok(engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new())?)

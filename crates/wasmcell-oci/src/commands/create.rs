@@ -9,7 +9,7 @@ use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
 use wasmcell_core::{workload_kind, Engine, RunPlan, WorkloadKind};
-use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine};
 
 use crate::container::container_dir;
 use crate::executor::WasmcellExecutor;
@@ -158,7 +158,7 @@ pub(crate) fn compile_plan_on_host(id: &str, plan: &RunPlan) -> Result<CompiledC
     };
     wasmcell_core::fork::with_joined_pool(|| {
         let wasm = plan.read_module().map_err(|e| workload(e.into()))?;
-        let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+        let cache = CompileCache::node();
         let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
         engine
             .prepare(plan, &wasm)

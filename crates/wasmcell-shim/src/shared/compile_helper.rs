@@ -19,7 +19,7 @@ use std::sync::mpsc::channel;
 use std::time::Instant;
 
 use wasmcell_core::WasmBinary;
-use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 use crate::reaper::Reaper;
 use crate::ShimError;
@@ -63,7 +63,7 @@ fn compile(root: &Path, module: &Path) -> Result<(), String> {
     setrlimit(Resource::RLIMIT_DATA, max, max)
         .map_err(|e| format!("failed to cap the compile's memory: {e}"))?;
     let wasm = WasmBinary::read_in_root(root, module).map_err(|e| e.to_string())?;
-    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let cache = CompileCache::node();
     let engine = WasmtimeEngine::with_cache(cache).map_err(|e| e.to_string())?;
     engine.precompile(&wasm).map_err(|e| e.to_string())
 }

@@ -281,16 +281,9 @@ fn ended_as(
 ) -> (u32, bool) {
     match ended {
         Ok(Ok(exit)) => {
-            match &exit {
-                GuestExit::Trapped(m) => {
-                    tracing::info!(container = %id, trap = %m, "guest trapped");
-                    outputs.tell(&format!("wasmcell: guest trapped: {m}"));
-                }
-                GuestExit::OutOfMemory(m) => {
-                    tracing::info!(container = %id, reason = %m, "guest ran out of memory");
-                    outputs.tell(&format!("wasmcell: guest ran out of memory: {m}"));
-                }
-                GuestExit::Exited(_) | GuestExit::Interrupted(_) => {}
+            if let Some(report) = exit.report() {
+                tracing::info!(container = %id, %report, "guest ended");
+                outputs.tell(&format!("wasmcell: {report}"));
             }
             let oom = matches!(exit, GuestExit::OutOfMemory(_));
             (exit.code() as u32, oom)

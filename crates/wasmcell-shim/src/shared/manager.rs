@@ -11,7 +11,7 @@ use containerd_shim::protos::ttrpc::asynchronous::{Server, Service};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Flags;
 use containerd_shim_protos::shim_async::{create_task, Task};
-use wasmcell_wasmtime::{CompileCache, WasmtimeEngine, DEFAULT_MAX_BYTES};
+use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 use super::service::SharedService;
 use super::{Activity, IDLE_EXIT, MANAGER_ENV};
@@ -94,7 +94,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
     let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
-    let cache = CompileCache::new(CompileCache::default_dir(), DEFAULT_MAX_BYTES);
+    let cache = CompileCache::node();
     let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
     let activity = Arc::new(Activity::new());
 
