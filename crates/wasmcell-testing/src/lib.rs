@@ -896,6 +896,10 @@ impl Drop for Containerd {
         // Anything still referring to our socket is a shim that outlived its task.
         let needle = self.socket.to_string_lossy().into_owned();
         let strays = pids_with_cmdline_containing(&needle);
+        // A shared-mode manager (a stray once containerd is gone) leaves its own cgroup and
+        // its capacity mark behind when killed: noted here, removed once it is gone.
+        let manager_leftovers: Vec<(Vec<String>, Option<PathBuf>)> =
+            strays.iter().map(|pid| manager_leftovers(*pid)).collect();
         if !strays.is_empty() {
             problems.push(format!("killed stray processes {strays:?}"));
             for pid in &strays {
@@ -907,6 +911,16 @@ impl Drop for Containerd {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && !pids_with_cmdline_containing(&needle).is_empty() {
                 thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for (cgroups, socket) in manager_leftovers {
+            for cgroup in cgroups {
+                remove_empty_cgroups(&cgroup);
+            }
+            if let Some(socket) = socket {
+                let mut full = socket.into_os_string();
+                full.push(".full");
+                let _ = fs::remove_file(full);
             }
         }
         for mount in mounts_under(self.dir.path()) {
@@ -1020,6 +1034,31 @@ fn unescape_mountinfo(field: &str) -> String {
 /// Remove `/sys/fs/cgroup/<namespace>` and `/sys/fs/cgroup/<controller>/<namespace>` with
 /// every cgroup below them, deepest first; a cgroup still holding a process stays. Processes
 /// killed a moment ago may still be leaving: tries again for up to [`CGROUP_REMOVE_TIMEOUT`].
+/// What a wasmcell shared-mode manager `pid` would leave when killed: its own cgroup (relative
+/// to each hierarchy) and its socket path (whose `.full` mark it keeps beside it).
+fn manager_leftovers(pid: u32) -> (Vec<String>, Option<PathBuf>) {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let socket = args
+        .iter()
+        .position(|a| a == "-socket")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| PathBuf::from(s.trim_start_matches("unix://")));
+    let mut cgroups: Vec<String> = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter(|path| path.contains("/wasmcell/manager-"))
+        .map(|path| path.trim_start_matches('/').to_string())
+        .collect();
+    cgroups.sort();
+    cgroups.dedup();
+    (cgroups, socket)
+}
+
 fn remove_empty_cgroups(namespace: &str) {
     let base = Path::new("/sys/fs/cgroup");
     let deadline = Instant::now() + CGROUP_REMOVE_TIMEOUT;
