@@ -39,6 +39,16 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Set process `pid`'s open-file limit (soft and hard) to `limit`.
+fn limit_open_files(pid: u32, limit: usize) {
+    let nofile = format!("--nofile={limit}:{limit}");
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &nofile])
+        .status()
+        .expect("run prlimit");
+    assert!(lowered.success(), "prlimit");
+}
+
 fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fds")
@@ -227,15 +237,7 @@ fn at_the_managers_open_file_limit_only_the_new_container_is_refused() {
     let pid = manager(&c);
     // A manager with few descriptors: it fills up after some tens of containers.
     let limit = open_descriptors(pid) + 160;
-    let lowered = std::process::Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid.to_string(),
-            &format!("--nofile={limit}:{limit}"),
-        ])
-        .status()
-        .expect("run prlimit");
-    assert!(lowered.success(), "prlimit");
+    limit_open_files(pid, limit);
     // One container holding many files: the refusal names it.
     let out = run_detached_with_mount(
         &c,
@@ -303,15 +305,7 @@ fn when_a_manager_is_nearly_full_the_next_containers_go_to_another() {
     let first = manager(&c);
     // Room for a few containers before the first manager says it is full (512 free).
     let limit = open_descriptors(first) + 512 + 40;
-    let lowered = std::process::Command::new("prlimit")
-        .args([
-            "--pid",
-            &first.to_string(),
-            &format!("--nofile={limit}:{limit}"),
-        ])
-        .status()
-        .expect("run prlimit");
-    assert!(lowered.success(), "prlimit");
+    limit_open_files(first, limit);
     let sleepers: Vec<String> = (0..20).map(|i| format!("sleeper-{i}")).collect();
     for id in &sleepers {
         run_detached(&c, &probe, id, &["/app.wasm", "sleep", "600000"]);

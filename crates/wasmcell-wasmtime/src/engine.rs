@@ -228,20 +228,6 @@ impl WasmtimeEngine {
         prepared.run(plan, wasm, guest).await
     }
 
-    /// [`WasmtimeEngine::prepare_guest`] and [`WasmtimeEngine::run_prepared`] in one call.
-    pub async fn run_async(
-        &self,
-        plan: &RunPlan,
-        wasm: &WasmBinary,
-        stdio: Stdio,
-        interrupt: &Interrupt,
-        meter: &GuestMeter,
-    ) -> Result<GuestExit, EngineError> {
-        let prepared = self.prepare_guest(plan, wasm)?;
-        self.run_prepared(&prepared, plan, wasm, stdio, interrupt, meter)
-            .await
-    }
-
     async fn run_guest(
         &self,
         plan: &RunPlan,

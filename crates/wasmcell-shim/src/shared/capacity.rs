@@ -62,7 +62,12 @@ impl Capacity {
     }
 
     /// Say whether the manager is full, after containers left (blocking: counts open files).
+    /// Leaving only frees descriptors: a manager that was not full is not full now, and is not
+    /// counted again.
     pub(crate) fn refresh(&self) {
+        if !self.nearly_full() {
+            return;
+        }
         if let Some((open, limit)) = descriptors() {
             self.mark(open, limit);
         }

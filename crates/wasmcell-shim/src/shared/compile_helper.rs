@@ -120,15 +120,14 @@ pub(crate) fn compile_in_helper(
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
-    let max = compile_memory_max();
+    // SIGKILL (the OOM killer), SIGABRT or Rust's own report of an allocation refused by
+    // RLIMIT_DATA.
+    let out_of_memory = code == 137 || code == 134 || stderr.contains("memory allocation");
     match code {
         0 => Ok(()),
-        // SIGKILL (the OOM killer) or SIGABRT (an allocation refused by RLIMIT_DATA).
-        137 | 134 => Err(failed(format!(
-            "the compile ran out of memory (at most {max} bytes; {COMPILE_MEMORY_ENV} sets it)"
-        ))),
-        _ if stderr.contains("memory allocation") => Err(failed(format!(
-            "the compile ran out of memory (at most {max} bytes; {COMPILE_MEMORY_ENV} sets it)"
+        _ if out_of_memory => Err(failed(format!(
+            "the compile ran out of memory (at most {} bytes; {COMPILE_MEMORY_ENV} sets it)",
+            compile_memory_max()
         ))),
         code => Err(failed(format!(
             "the compile helper failed (exit {code}): {}",
