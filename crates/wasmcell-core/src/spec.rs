@@ -2,7 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Mount, Process, Root, Spec};
 
 /// Why an OCI spec cannot be turned into a Wasm workload.
 #[derive(Debug, thiserror::Error)]
@@ -125,95 +125,139 @@ impl WorkloadSpec {
             .process()
             .as_ref()
             .ok_or(SpecError::Missing { field: "process" })?;
-        let mut args = process.args().clone().unwrap_or_default();
-        let first = args.first().ok_or(SpecError::Missing {
-            field: "process.args",
-        })?;
-        let (entrypoint, export) = split_export(first)?;
-        args[0] = entrypoint.clone();
-
-        let env = process
-            .env()
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, kv)| parse_env(i, kv))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let cwd = process.cwd().clone();
-        if !cwd.is_absolute() {
-            return Err(invalid("process.cwd", &cwd, "must be an absolute path"));
-        }
-        let root = spec
-            .root()
-            .as_ref()
-            .ok_or(SpecError::Missing { field: "root.path" })?;
-        if root.path().as_os_str().is_empty() {
-            return Err(SpecError::Missing { field: "root.path" });
-        }
-
-        let mut mounts = Vec::new();
-        for (i, m) in spec.mounts().iter().flatten().enumerate() {
-            let options = m.options().clone().unwrap_or_default();
-            let is_bind = m.typ().as_deref() == Some("bind")
-                || options.iter().any(|o| o == "bind" || o == "rbind");
-            if !is_bind {
-                continue;
-            }
-            let destination = m.destination().clone();
-            if !destination.is_absolute() {
-                return Err(invalid(
-                    &format!("mounts[{i}].destination"),
-                    &destination,
-                    "must be an absolute path",
-                ));
-            }
-            let source = m.source().clone().ok_or_else(|| SpecError::Invalid {
-                field: format!("mounts[{i}].source"),
-                value: String::new(),
-                reason: "a bind mount needs a source",
-            })?;
-            mounts.push(MountSpec {
-                destination: normalize(&destination),
-                source,
-                readonly: options.iter().any(|o| o == "ro"),
-            });
-        }
-
-        let memory_limit = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.memory().as_ref())
-            .and_then(|m| m.limit())
-            .and_then(|l| u64::try_from(l).ok())
-            .filter(|l| *l > 0);
-
-        let open_files_limit = process
-            .rlimits()
-            .iter()
-            .flatten()
-            .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
-            .map(|r| r.soft());
-
+        let (args, entrypoint, export) = args_and_entrypoint(process)?;
+        let env = env_of(process)?;
+        let cwd = cwd_of(process)?;
+        let root = root_of(spec)?;
+        let mounts = bind_mounts(spec)?;
         Ok(WorkloadSpec {
             entrypoint: PathBuf::from(entrypoint),
             export,
             args,
             env,
-            cwd: normalize(&cwd),
+            cwd,
             root: root.path().clone(),
             root_readonly: root.readonly().unwrap_or(false),
             mounts,
-            memory_limit,
-            open_files_limit,
-            network: spec
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(NETWORK_ANNOTATION))
-                .is_none_or(|v| v != "none"),
+            memory_limit: memory_limit_of(spec),
+            open_files_limit: open_files_limit_of(process),
+            network: network_of(spec),
         })
     }
+}
+
+/// `process.args` with argv\[0\] stripped of any `#export` suffix, the module path it names,
+/// and the export.
+fn args_and_entrypoint(
+    process: &Process,
+) -> Result<(Vec<String>, String, Option<String>), SpecError> {
+    let mut args = process.args().clone().unwrap_or_default();
+    let first = args.first().ok_or(SpecError::Missing {
+        field: "process.args",
+    })?;
+    let (entrypoint, export) = split_export(first)?;
+    args[0] = entrypoint.clone();
+    Ok((args, entrypoint, export))
+}
+
+/// `process.env`, each entry split at its first `=`.
+fn env_of(process: &Process) -> Result<Vec<(String, String)>, SpecError> {
+    process
+        .env()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, kv)| parse_env(i, kv))
+        .collect()
+}
+
+/// `process.cwd`, which must be absolute, normalized.
+fn cwd_of(process: &Process) -> Result<PathBuf, SpecError> {
+    let cwd = process.cwd();
+    if !cwd.is_absolute() {
+        return Err(invalid("process.cwd", cwd, "must be an absolute path"));
+    }
+    Ok(normalize(cwd))
+}
+
+/// `root`, which must name a path.
+fn root_of(spec: &Spec) -> Result<&Root, SpecError> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or(SpecError::Missing { field: "root.path" })?;
+    if root.path().as_os_str().is_empty() {
+        return Err(SpecError::Missing { field: "root.path" });
+    }
+    Ok(root)
+}
+
+/// The bind mounts of `mounts`, in spec order; other mount types are left out.
+fn bind_mounts(spec: &Spec) -> Result<Vec<MountSpec>, SpecError> {
+    let mut mounts = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if let Some(mount) = bind_mount(i, m)? {
+            mounts.push(mount);
+        }
+    }
+    Ok(mounts)
+}
+
+/// `mounts[index]` as the guest will see it, or None when it is not a bind mount.
+fn bind_mount(index: usize, m: &Mount) -> Result<Option<MountSpec>, SpecError> {
+    let options = m.options().clone().unwrap_or_default();
+    let is_bind =
+        m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+    if !is_bind {
+        return Ok(None);
+    }
+    let destination = m.destination();
+    if !destination.is_absolute() {
+        return Err(invalid(
+            &format!("mounts[{index}].destination"),
+            destination,
+            "must be an absolute path",
+        ));
+    }
+    let source = m.source().clone().ok_or_else(|| SpecError::Invalid {
+        field: format!("mounts[{index}].source"),
+        value: String::new(),
+        reason: "a bind mount needs a source",
+    })?;
+    Ok(Some(MountSpec {
+        destination: normalize(destination),
+        source,
+        readonly: options.iter().any(|o| o == "ro"),
+    }))
+}
+
+/// `linux.resources.memory.limit` in bytes, when set and positive.
+fn memory_limit_of(spec: &Spec) -> Option<u64> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .and_then(|l| u64::try_from(l).ok())
+        .filter(|l| *l > 0)
+}
+
+/// The soft `RLIMIT_NOFILE` of `process.rlimits`, when set.
+fn open_files_limit_of(process: &Process) -> Option<u64> {
+    process
+        .rlimits()
+        .iter()
+        .flatten()
+        .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
+        .map(|r| r.soft())
+}
+
+/// Whether the guest may open sockets: unless [`NETWORK_ANNOTATION`] is `none`.
+fn network_of(spec: &Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_ANNOTATION))
+        .is_none_or(|v| v != "none")
 }
 
 fn invalid(field: &str, value: &Path, reason: &'static str) -> SpecError {

@@ -14,7 +14,8 @@
 //! deleted and recompiled, never run. The file that was checked is the file that is mapped
 //! (one open file, no second lookup by path). Each file is written to a temporary file and
 //! renamed into place (code first, checksum last, so a half-written entry fails its check);
-//! the least recently used entries are evicted past the size bound.
+//! the least recently used entries are evicted past the size bound. The `.sum` file's layout
+//! is in `cache_record`.
 
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -25,15 +26,9 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmcell_core::ModuleKind;
 
+use crate::cache_record::{now_ns, Record, Stamp, HASH_LEN};
 use crate::cache_trust;
 
-const MAGIC: &[u8; 8] = b"WCSUM003";
-const HASH_LEN: usize = 32;
-const SUM_LEN: usize = MAGIC.len() + HASH_LEN + Stamp::LEN + 8;
-/// A check only vouches for a file whose change time is older than the check by at least
-/// this much: file systems keep coarse times (down to whole seconds), so a write soon after a
-/// check could leave the change time as it was ("racily clean", as git calls it).
-const RACY_NS: i64 = 2_000_000_000;
 const EXTENSION: &str = "cwasm";
 const SUM_EXTENSION: &str = "sum";
 /// Bumped whenever the entry format or key derivation changes.
@@ -355,106 +350,6 @@ struct OpenEntry {
     stamp: Stamp,
 }
 
-/// A `.sum` file: the hash of the code, the identity of the code file it was last checked on,
-/// and when (wall clock, nanoseconds since the epoch).
-struct Record {
-    hash: [u8; HASH_LEN],
-    stamp: Stamp,
-    checked_at_ns: i64,
-}
-
-impl Record {
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != SUM_LEN || &bytes[..MAGIC.len()] != MAGIC {
-            return None;
-        }
-        let (hash, rest) = bytes[MAGIC.len()..].split_at(HASH_LEN);
-        let (stamp, checked_at) = rest.split_at(Stamp::LEN);
-        Some(Record {
-            hash: hash.try_into().ok()?,
-            stamp: Stamp::parse(stamp)?,
-            checked_at_ns: i64::from_le_bytes(checked_at.try_into().ok()?),
-        })
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SUM_LEN);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.hash);
-        out.extend_from_slice(&self.stamp.to_bytes());
-        out.extend_from_slice(&self.checked_at_ns.to_le_bytes());
-        out
-    }
-
-    /// Whether the check recorded here covers the file as it is now (`stamp`): the same file,
-    /// unchanged since, and checked well after its last change.
-    fn vouches_for(&self, stamp: &Stamp) -> bool {
-        self.stamp == *stamp && stamp.ctime_ns.saturating_add(RACY_NS) < self.checked_at_ns
-    }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// Which version of a file was checked: any change to it through the file system changes at
-/// least its change time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-impl Stamp {
-    const LEN: usize = 5 * 8;
-
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    fn to_bytes(self) -> [u8; Self::LEN] {
-        let mut out = [0u8; Self::LEN];
-        let fields = [
-            self.dev,
-            self.ino,
-            self.size,
-            self.mtime_ns as u64,
-            self.ctime_ns as u64,
-        ];
-        for (chunk, v) in out.chunks_exact_mut(8).zip(fields) {
-            chunk.copy_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        let mut fields = bytes
-            .chunks_exact(8)
-            .map(|c| c.try_into().map(u64::from_le_bytes));
-        let mut next = || fields.next()?.ok();
-        Some(Stamp {
-            dev: next()?,
-            ino: next()?,
-            size: next()?,
-            mtime_ns: next()? as i64,
-            ctime_ns: next()? as i64,
-        })
-    }
-}
-
 /// BLAKE3 of an open file (read from its start, left at its start), or None if it cannot be read. Only run when
 /// the file differs from the one last checked, so read rather than mapped: a file truncated
 /// meanwhile yields a short read, never a fault.
@@ -486,6 +381,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache_record::{MAGIC, SUM_LEN};
 
     #[test]
     fn stores_loads_and_rejects_corrupt_entries() {
@@ -634,32 +530,6 @@ mod tests {
             Stamp::of(&meta),
             "the good entry is recorded as checked"
         );
-    }
-
-    #[test]
-    fn a_check_vouches_only_for_a_file_changed_well_before_it() {
-        let stamp = Stamp {
-            dev: 1,
-            ino: 2,
-            size: 3,
-            mtime_ns: 10 * RACY_NS,
-            ctime_ns: 10 * RACY_NS,
-        };
-        let checked = |at: i64| Record {
-            hash: [0; HASH_LEN],
-            stamp,
-            checked_at_ns: at,
-        };
-        assert!(checked(12 * RACY_NS).vouches_for(&stamp));
-        assert!(
-            !checked(10 * RACY_NS + 1).vouches_for(&stamp),
-            "a change in the same coarse tick as the check could go unseen"
-        );
-        let other = Stamp {
-            ctime_ns: stamp.ctime_ns + 1,
-            ..stamp
-        };
-        assert!(!checked(12 * RACY_NS).vouches_for(&other));
     }
 
     #[test]

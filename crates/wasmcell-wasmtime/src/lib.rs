@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod cache_record;
 mod cache_trust;
 mod compile;
 mod component;
