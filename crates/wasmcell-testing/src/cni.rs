@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{describe, run_with_deadline};
+use crate::command::{describe, run_with_deadline};
 
 /// Where the CNI plugins are looked for, in this order: Debian's `containernetworking-plugins`,
 /// then the upstream default.
