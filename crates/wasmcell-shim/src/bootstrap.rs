@@ -2,10 +2,9 @@
 //! group and print its ttrpc address), `delete` (clean up after a shim that died), and the
 //! server itself (no action).
 
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,17 +17,19 @@ use std::time::{Duration, Instant};
 use command_fds::{CommandFdExt, FdMapping};
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::{Message, MessageField};
-use containerd_shim::protos::shim_sync::create_task;
-use containerd_shim::protos::ttrpc::{MethodHandler, Server};
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{Flags, Task};
+use containerd_shim::Flags;
 use nix::sys::signal::Signal;
+use tokio::sync::Notify;
 
 use crate::cgroup::Cgroup;
 use crate::events::Events;
 use crate::reaper::Reaper;
 use crate::rootfs::unmount_rootfs;
-use crate::service::{timestamp, ExitSignal, StateRecord, TaskService, STATE_FILE};
+use crate::state_file::{read_state_file, remove_state_file, StateRecord};
+use crate::task::mode::{Mode, NormalMode};
+use crate::task::service::TaskService;
+use crate::task::wire::timestamp;
 
 /// Env var naming the fd of the listening socket `start` hands to the server it launches.
 const LISTEN_FD_ENV: &str = "WASMCELL_SHIM_LISTEN_FD";
@@ -233,33 +234,22 @@ fn serve(flags: &Flags) -> Result<(), String> {
         .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
     let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
-    let exit = Arc::new(ExitSignal::default());
-    let service: Arc<dyn Task + Send + Sync> = Arc::new(TaskService::new(
-        events.clone(),
-        reaper,
-        crate::artifact::Containerd {
-            address: flags.address.clone(),
-            namespace: flags.namespace.clone(),
-        },
-        exit.clone(),
-    ));
-
-    let mut server = Server::new()
-        .add_listener(listen_fd.into_raw_fd())
-        .map_err(|e| format!("failed to use the shim socket: {e}"))?
-        .register_service(task_methods(service));
-    server
-        .start()
-        .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
-    tracing::info!(socket = %flags.socket, group = %flags.id, "shim serving");
-    exit.wait();
-    // Stop serving, but never let a stuck connection keep the shim alive.
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        server.shutdown();
-        let _ = done_tx.send(());
-    });
-    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    let exit = Arc::new(Notify::new());
+    let mode = NormalMode {
+        containerd_address: flags.address.clone(),
+        exit: exit.clone(),
+    };
+    let service = Arc::new(TaskService::new(Mode::Normal(mode), events.clone(), reaper));
+    let runtime = crate::task::rpc::serving_runtime("wasmcell-shim")?;
+    runtime.block_on(async move {
+        let mut server = crate::task::rpc::serve(listen_fd, service).await?;
+        tracing::info!(socket = %flags.socket, group = %flags.id, "shim serving");
+        exit.notified().await;
+        // Stop serving, but never let a stuck connection keep the shim alive.
+        let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
+        Ok::<(), String>(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
     // The last exit and delete events must reach containerd before the process is gone.
     events.flush(Duration::from_secs(5));
     let socket = socket_path(&flags.socket);
@@ -267,19 +257,6 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let _ = std::fs::remove_file(with_suffix(&socket, ".lock"));
     tracing::info!("shim exiting");
     Ok(())
-}
-
-/// The Task service under both names containerd uses: `containerd.task.v3.Task` (containerd
-/// 2.x) and `containerd.task.v2.Task` (containerd 1.6 and 1.7); the messages are the same.
-fn task_methods(
-    service: Arc<dyn Task + Send + Sync>,
-) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
-    let mut methods = create_task(service.clone());
-    for (name, handler) in create_task(service) {
-        let v2 = name.replace("/containerd.task.v3.Task/", "/containerd.task.v2.Task/");
-        methods.insert(v2, handler);
-    }
-    methods
 }
 
 /// Logs go to the `log` FIFO containerd reads in the bundle directory (never blocking the shim:
@@ -316,9 +293,7 @@ fn init_logging(debug: bool, manager: bool) {
 fn delete(flags: &Flags) -> Result<(), String> {
     let bundle =
         std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
-    let record: Option<StateRecord> = std::fs::read(bundle.join(STATE_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let record = read_state_file(&bundle);
     let mut pid = 0;
     if let Some(record) = record {
         pid = record.pid;
@@ -338,7 +313,7 @@ fn delete(flags: &Flags) -> Result<(), String> {
                 cg.remove();
             }
         }
-        let _ = std::fs::remove_file(bundle.join(STATE_FILE));
+        remove_state_file(&bundle);
     }
     if bundle.join("init.pid").exists() {
         // A Linux container: runc holds its state and cgroup.
@@ -357,7 +332,7 @@ fn delete(flags: &Flags) -> Result<(), String> {
     let response = DeleteResponse {
         pid,
         exit_status: 137,
-        exited_at: MessageField::some(timestamp(None)),
+        exited_at: MessageField::some(timestamp(std::time::SystemTime::now())),
         ..Default::default()
     };
     let bytes = response
@@ -388,5 +363,5 @@ fn is_recorded_guest(record: &StateRecord, bundle: &Path) -> bool {
     let same_start = record
         .start_time
         .is_none_or(|t| crate::pidfd::start_time(pid) == Some(t));
-    is_guest && ours && same_start && crate::instance::still_running(pid)
+    is_guest && ours && same_start && crate::pidfd::still_running(pid)
 }

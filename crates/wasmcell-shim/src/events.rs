@@ -14,8 +14,11 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::ttrpc::{self, context};
 use containerd_shim::publisher::RemotePublisher;
 
+use crate::task::wire::timestamp;
+use crate::task::Exit;
+
 /// An event, its namespace and topic, and when it was queued.
-type Queued = (String, &'static str, Box<dyn MessageDyn>, Instant);
+pub(crate) type Queued = (String, &'static str, Box<dyn MessageDyn>, Instant);
 
 /// A handle that queues events for containerd, in one containerd namespace.
 #[derive(Debug, Clone)]
@@ -99,7 +102,7 @@ impl Events {
     }
 
     /// `TaskCreate` for the container `req` created, its task pid `pid`.
-    pub(crate) fn create(&self, req: &CreateTaskRequest, pid: u32) {
+    pub(crate) fn created(&self, req: &CreateTaskRequest, pid: u32) {
         let event = TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -116,17 +119,61 @@ impl Events {
         };
         self.send("/tasks/create", Box::new(event));
     }
-    pub(crate) fn start_task(&self, e: TaskStart) {
-        self.send("/tasks/start", Box::new(e));
+
+    /// `TaskStart` for container `id`.
+    pub(crate) fn started(&self, id: &str, pid: u32) {
+        let event = TaskStart {
+            container_id: id.to_string(),
+            pid,
+            ..Default::default()
+        };
+        self.send("/tasks/start", Box::new(event));
     }
-    pub(crate) fn exit(&self, e: TaskExit) {
-        self.send("/tasks/exit", Box::new(e));
+
+    /// `TaskExit` for container `id`, after `TaskOOM` when it ran out of memory.
+    pub(crate) fn exited(&self, id: &str, pid: u32, exit: Exit) {
+        if exit.oom {
+            let event = TaskOOM {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.send("/tasks/oom", Box::new(event));
+        }
+        let event = TaskExit {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        };
+        self.send("/tasks/exit", Box::new(event));
     }
-    pub(crate) fn delete(&self, e: TaskDelete) {
-        self.send("/tasks/delete", Box::new(e));
+
+    /// `TaskDelete` for container `id`, which ended with `exit`.
+    pub(crate) fn deleted(&self, id: &str, pid: u32, exit: Exit) {
+        let event = TaskDelete {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        };
+        self.send("/tasks/delete", Box::new(event));
     }
-    pub(crate) fn oom(&self, e: TaskOOM) {
-        self.send("/tasks/oom", Box::new(e));
+
+    /// A queue whose events are handed to the returned receiver instead of containerd: the
+    /// fake sink of the Task service's unit tests.
+    #[cfg(test)]
+    pub(crate) fn recording(namespace: &str) -> (Self, std::sync::mpsc::Receiver<Queued>) {
+        let (tx, rx) = channel::<Queued>();
+        let events = Events {
+            tx: Some(tx),
+            namespace: namespace.to_string(),
+            pending: Arc::default(),
+        };
+        (events, rx)
     }
 }
 

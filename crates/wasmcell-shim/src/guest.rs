@@ -4,7 +4,7 @@
 //! `--cgroup-tasks` files, before anything else; then byte `p` on the control socket at fd 3),
 //! it prepares the workload (bundle -> run plan, module read and compiled) and reports on the
 //! control socket at fd 3: `step <what>` as each step begins, then `ready`, or
-//! `error <exit code> <message>`. It then waits for the
+//! `error <message>` (and exits with the status the failure calls for). It then waits for the
 //! shim's start byte, runs the guest with the container's stdio (its own fds 0-2), and exits
 //! with the guest's status. `oom` is reported on the socket before an out-of-memory exit. If the
 //! shim goes away before start, the socket reads end-of-file and the process exits unrun.
@@ -46,7 +46,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let id = flag(args, "--id").unwrap_or_default();
     close_inherited_fds();
     // SAFETY: the shim maps the child end of a fresh socket pair to CONTROL_FD when it spawns
-    // this process (see instance.rs); nothing else in this process owns or closes that fd.
+    // this process (see backend/process.rs); nothing else in this process owns or closes that fd.
     #[allow(unsafe_code)]
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     let mut control = UnixStream::from(control);
@@ -57,7 +57,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         Ok(Some(ready)) => ready,
         Ok(None) => return EXIT_NOT_STARTED,
         Err((code, message)) => {
-            let _ = writeln!(control, "error {code} {}", one_line(&message));
+            let _ = writeln!(control, "error {}", one_line(&message));
             return code;
         }
     };

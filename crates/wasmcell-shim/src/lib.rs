@@ -3,12 +3,14 @@
 //!
 //! containerd runs the binary with `start` (answer with a ttrpc address, starting the long-lived
 //! shim server if needed), `delete` (clean up after a shim that died), or with no action (be the
-//! server). The server answers containerd's Task API ([`service`]); each container's guest runs
-//! in its own process, a re-exec of this binary as `guest` ([`guest`]), placed in the
-//! container's cgroup.
+//! server). The server answers containerd's Task API ([`task`]), written once over three
+//! backends ([`backend`]): in normal mode each container's guest runs in its own process, a
+//! re-exec of this binary as `guest` ([`guest`]), placed in the container's cgroup; in shared
+//! mode ([`shared`]) it is an instance inside one manager process; Linux containers run by runc.
 #![warn(missing_docs)]
 
 mod artifact;
+mod backend;
 mod bootstrap;
 mod cgroup;
 mod cgroup_path;
@@ -17,15 +19,15 @@ mod container_root;
 mod error;
 mod events;
 mod guest;
-mod instance;
 mod linux;
 mod namespaces;
 mod pidfd;
 mod reaper;
 mod rootfs;
-mod service;
 mod shared;
+mod state_file;
 mod stdio;
+mod task;
 
 pub use error::ShimError;
 pub use shared::{SHARED_BINARY_NAME, SHARED_RUNTIME_TYPE};

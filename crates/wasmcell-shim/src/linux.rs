@@ -8,19 +8,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
-
 use crate::reaper::Reaper;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
 const RUNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// True when the container should run as a Linux container rather than a Wasm guest (the core
-/// library's rules: a pod sandbox, or an entrypoint that is neither Wasm nor named as Wasm).
-pub(crate) fn is_linux_workload(spec: &Spec, bundle: &Path) -> bool {
-    wasmcell_core::workload_kind(spec, bundle) == wasmcell_core::WorkloadKind::Linux
-}
 
 /// Where runc keeps the state of a namespace's Linux containers.
 pub(crate) fn runc_root(namespace: &str) -> PathBuf {

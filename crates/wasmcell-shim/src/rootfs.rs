@@ -5,20 +5,57 @@ use std::path::Path;
 
 use containerd_shim::api::CreateTaskRequest;
 use nix::mount::MsFlags;
+use oci_spec::runtime::Spec;
+use wasmcell_core::WorkloadKind;
 
-use crate::instance::Instance;
 use crate::ShimError;
 
 /// Longest overlay option string mounted directly (one page, less containerd's margin); longer
 /// ones go through containerd-shim's mount, which shortens lowerdir paths in a forked helper.
 const DIRECT_MOUNT_DATA_MAX: usize = 4096 - 512;
 
+/// What a Create finds in its bundle once the rootfs is in place.
+pub(crate) struct Bundle<'a> {
+    pub(crate) spec: &'a Spec,
+    /// Wasm or Linux, decided with the rootfs in place (the entrypoint is looked at).
+    pub(crate) kind: WorkloadKind,
+    /// Whether the rootfs was mounted for this container.
+    pub(crate) mounted: bool,
+}
+
+/// Mount the container's rootfs (when containerd passed one), load its spec and hand both to
+/// `create`; the rootfs is unmounted again when that fails (blocking).
+pub(crate) fn on_rootfs<T>(
+    req: &CreateTaskRequest,
+    create: impl FnOnce(Bundle<'_>) -> Result<T, ShimError>,
+) -> Result<T, ShimError> {
+    let bundle = Path::new(&req.bundle);
+    let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
+    let created = (|| {
+        let config = bundle.join("config.json");
+        let spec = tracing::debug_span!("spec").in_scope(|| Spec::load(&config));
+        let spec = spec.map_err(|e| {
+            ShimError::Workload(format!("failed to load {}: {e}", config.display()))
+        })?;
+        let kind = wasmcell_core::workload_kind(&spec, bundle);
+        create(Bundle {
+            spec: &spec,
+            kind,
+            mounted,
+        })
+    })();
+    if created.is_err() && mounted {
+        unmount_rootfs(bundle);
+    }
+    created
+}
+
 /// Mount the rootfs containerd passed (a snapshot) at `<bundle>/rootfs`; false when none.
-pub(crate) fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
+fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<bool, ShimError> {
     if req.rootfs.is_empty() {
         return Ok(false);
     }
-    let target = Instance::rootfs(bundle);
+    let target = bundle.join("rootfs");
     std::fs::create_dir_all(&target)
         .map_err(|e| ShimError::io(format!("failed to create {}", target.display()), e))?;
     for m in &req.rootfs {
@@ -55,7 +92,7 @@ pub(crate) fn mount_rootfs(bundle: &Path, req: &CreateTaskRequest) -> Result<boo
 
 /// Unmount `<bundle>/rootfs` if something is mounted there.
 pub(crate) fn unmount_rootfs(bundle: &Path) {
-    let target = Instance::rootfs(bundle);
+    let target = bundle.join("rootfs");
     loop {
         match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => continue,

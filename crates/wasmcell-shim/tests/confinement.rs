@@ -98,22 +98,48 @@ fn the_guest_holds_no_descriptor_of_the_shim() {
         "the guest holds the shim's socket: {held:?}"
     );
     // Nothing the shim holds that the guest did not open itself: only its stdio FIFOs are
-    // shared with the shim (the shim opened them for it).
+    // shared with the shim (the shim opened them for it). Compared by open file (kcmp), not
+    // by name: both processes have epoll and eventfd descriptors of their own.
     let shim_held = links(shims[0]);
-    let ours = |l: &String| l.split(" -> ").nth(1).map(str::to_string);
+    let fd_and_target = |l: &String| {
+        let (fd, target) = l.split_once(" -> ")?;
+        Some((fd.parse::<i32>().ok()?, target.to_string()))
+    };
     let leaked: Vec<&String> = held
         .iter()
         .filter(|l| {
-            let target = ours(l);
-            shim_held.iter().any(|s| ours(s) == target)
-                && !target.as_deref().is_some_and(|t| t.contains("/fifo/"))
-                && target.as_deref() != Some("/dev/null")
-                && target.as_deref() != Some("/")
+            let Some((fd, target)) = fd_and_target(l) else {
+                return false;
+            };
+            let shared = shim_held
+                .iter()
+                .filter_map(fd_and_target)
+                .any(|(shim_fd, _)| same_open_file((guest, fd), (shims[0], shim_fd)));
+            shared && !target.contains("/fifo/") && target != "/dev/null" && target != "/"
         })
         .collect();
     assert!(leaked.is_empty(), "the guest holds the shim's {leaked:?}");
     let out = c.run_ctr(&["task", "kill", "-s", "SIGKILL", "fds-1"]);
     assert!(out.success(), "{out:?}");
+}
+
+/// Whether fd `a.1` of process `a.0` and fd `b.1` of process `b.0` are the same open file
+/// (kcmp(2) with KCMP_FILE).
+fn same_open_file(a: (u32, i32), b: (u32, i32)) -> bool {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: kcmp takes two pids, a type and two descriptor numbers; no memory is passed.
+    #[allow(unsafe_code)]
+    let same = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a.0 as libc::pid_t,
+            b.0 as libc::pid_t,
+            KCMP_FILE,
+            a.1 as libc::c_ulong,
+            b.1 as libc::c_ulong,
+        )
+    };
+    same == 0
 }
 
 /// With containerd's systemd cgroup driver, `cgroupsPath` is `slice:prefix:name`: the guest

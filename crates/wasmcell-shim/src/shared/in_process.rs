@@ -1,28 +1,22 @@
-//! One container in the manager: its prepared guest, its state, and the run as a task on the
-//! manager's async executor.
+//! The shared-mode backend: a Wasm container run as an instance inside the manager process,
+//! its prepared guest started as a task on the guests' executor.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use tokio::sync::{oneshot, watch};
+use containerd_shim::protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
+};
+use tokio::sync::oneshot;
 use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinary};
 use wasmcell_wasmtime::{GuestMeter, PreparedGuest, WasmtimeEngine};
 
-use crate::instance::{lock, Status};
 use crate::shared::cpu_time::{CpuQuota, Metered};
 use crate::shared::output::Outputs;
 use crate::stdio::GuestStdio;
+use crate::task::lock;
 use crate::ShimError;
-
-/// How a guest ended, as the Task API reports it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Exit {
-    pub(crate) code: u32,
-    pub(crate) at: SystemTime,
-    pub(crate) oom: bool,
-}
 
 /// What Create prepared and Start consumes.
 #[derive(Debug)]
@@ -40,13 +34,14 @@ pub(crate) struct Prepared {
 
 /// A Wasm container run inside the manager process.
 #[derive(Debug)]
-pub(crate) struct SharedInstance {
-    pub(crate) req: InstanceRequest,
-    pub(crate) memory_limit: Option<u64>,
-    prepared: Mutex<Option<Prepared>>,
-    status: Mutex<Status>,
+pub(crate) struct InProcessGuest {
+    engine: Arc<WasmtimeEngine>,
+    /// The executor guests run on (not the one serving requests).
+    guests: tokio::runtime::Handle,
+    memory_limit: Option<u64>,
+    /// Taken by Start (or dropped by a kill before it).
+    prepared: Mutex<Option<Box<Prepared>>>,
     kill: Mutex<Option<oneshot::Sender<i32>>>,
-    exit: watch::Sender<Option<Exit>>,
     meter: GuestMeter,
     cpu_nanos: Arc<AtomicU64>,
     /// The host directories the guest may reach, where its blocked calls are looked for once
@@ -54,20 +49,15 @@ pub(crate) struct SharedInstance {
     dirs: Arc<[PathBuf]>,
 }
 
-/// What Create was asked for.
-#[derive(Debug)]
-pub(crate) struct InstanceRequest {
-    pub(crate) id: String,
-    pub(crate) namespace: String,
-    pub(crate) bundle: PathBuf,
-    pub(crate) stdin: String,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl SharedInstance {
-    pub(crate) fn new(req: InstanceRequest, prepared: Prepared) -> Self {
-        SharedInstance {
+impl InProcessGuest {
+    pub(crate) fn new(
+        prepared: Box<Prepared>,
+        engine: Arc<WasmtimeEngine>,
+        guests: tokio::runtime::Handle,
+    ) -> Self {
+        InProcessGuest {
+            engine,
+            guests,
             memory_limit: prepared.plan.memory_limit,
             dirs: prepared
                 .plan
@@ -75,27 +65,32 @@ impl SharedInstance {
                 .iter()
                 .map(|p| p.host.clone())
                 .collect(),
-            req,
             prepared: Mutex::new(Some(prepared)),
-            status: Mutex::new(Status::Created),
             kill: Mutex::new(None),
-            exit: watch::channel(None).0,
             meter: GuestMeter::new(),
             cpu_nanos: Arc::default(),
         }
     }
 
-    pub(crate) fn status(&self) -> Status {
-        *lock(&self.status)
-    }
-
-    pub(crate) fn exit(&self) -> Option<Exit> {
-        *self.exit.borrow()
-    }
-
-    /// Linear memory the guest holds, in bytes.
-    pub(crate) fn memory_bytes(&self) -> u64 {
-        self.meter.memory_bytes()
+    /// The guest's usage: its linear memory (against its limit) and CPU time.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let memory_bytes = self.meter.memory_bytes();
+        let cpu_nanos = self.cpu_nanos.load(Ordering::Relaxed);
+        let mut metrics = Metrics::new();
+        let mut memory = MemoryStat::new();
+        let mut usage = MemoryEntry::new();
+        usage.usage = memory_bytes;
+        usage.limit = self.memory_limit.unwrap_or_default();
+        memory.usage = Some(usage).into();
+        memory.rss = memory_bytes;
+        metrics.memory = Some(memory).into();
+        let mut cpu = CPUStat::new();
+        let mut cpu_usage = CPUUsage::new();
+        cpu_usage.total = cpu_nanos;
+        cpu_usage.user = cpu_nanos;
+        cpu.usage = Some(cpu_usage).into();
+        metrics.cpu = Some(cpu).into();
+        metrics
     }
 
     /// WASI resources (files, directories, streams) the guest holds: its share of the
@@ -104,43 +99,25 @@ impl SharedInstance {
         self.meter.resources()
     }
 
-    /// CPU time spent running the guest (and its host calls), in nanoseconds.
-    pub(crate) fn cpu_nanos(&self) -> u64 {
-        self.cpu_nanos.load(Ordering::Relaxed)
-    }
-
-    /// Start the guest on the executor `guests`; `started` runs once it counts as running,
-    /// before any exit can be recorded, and `exited` runs when it has ended (watched from the
-    /// current executor).
+    /// Start the guest on the guests' executor; `exited` runs with its exit status, and
+    /// whether it ran out of memory, when it has ended (watched from the current executor).
     pub(crate) fn start(
-        self: &Arc<Self>,
-        engine: Arc<WasmtimeEngine>,
-        guests: &tokio::runtime::Handle,
-        started: impl FnOnce(),
-        exited: impl FnOnce(Exit) + Send + 'static,
+        &self,
+        id: &str,
+        exited: impl FnOnce(u32, bool) + Send + 'static,
     ) -> Result<(), ShimError> {
-        let mut status = lock(&self.status);
-        status.check_startable(&self.req.id)?;
         let prepared = lock(&self.prepared).take().ok_or_else(|| {
-            ShimError::FailedPrecondition(format!(
-                "container {} has no prepared guest",
-                self.req.id
-            ))
+            ShimError::FailedPrecondition(format!("container {id} has no prepared guest"))
         })?;
         let (kill_tx, kill_rx) = oneshot::channel();
         *lock(&self.kill) = Some(kill_tx);
-        *status = Status::Running;
-        started();
-        drop(status);
 
-        let meter = self.meter.clone();
-        let cpu = self.cpu_nanos.clone();
-        let id = self.req.id.clone();
+        let (engine, meter) = (self.engine.clone(), self.meter.clone());
         // Kept until the output has been read (see output.rs); a trap or out-of-memory message
-        // goes to the container's stderr through them, as in normal mode.
+        // goes to the container's stderr through them, as the guest process writes it there.
         let outputs = Outputs::hold(&prepared.stdio);
         let quota = prepared.cpu_quota;
-        let run = guests.spawn(Metered::new(
+        let run = self.guests.spawn(Metered::new(
             async move {
                 let Prepared {
                     plan,
@@ -148,7 +125,7 @@ impl SharedInstance {
                     guest,
                     stdio,
                     ..
-                } = prepared;
+                } = *prepared;
                 let stdio = Stdio {
                     stdin: StdioStream::File(stdio.stdin),
                     stdout: StdioStream::File(stdio.stdout),
@@ -159,79 +136,35 @@ impl SharedInstance {
                     .run_prepared(&guest, &plan, &wasm, stdio, &interrupt, &meter)
                     .await
             },
-            cpu,
+            self.cpu_nanos.clone(),
             quota,
         ));
-        let this = self.clone();
-        let dirs = self.dirs.clone();
+        let (id, dirs) = (id.to_string(), self.dirs.clone());
         tokio::spawn(async move {
-            let code = supervise(&id, run, kill_rx, outputs, dirs).await;
-            let exit = this.set_exited(code.0, code.1);
-            exited(exit);
+            let (code, oom) = supervise(&id, run, kill_rx, outputs, dirs).await;
+            exited(code, oom);
         });
         Ok(())
     }
 
-    /// Stop the guest with `signal` (its exit status becomes 128 + signal). Signals whose
-    /// default action is to be ignored do nothing, as for a process that does not catch them.
-    pub(crate) fn kill(&self, signal: u32) -> Result<Option<Exit>, ShimError> {
-        let signal = i32::try_from(signal)
-            .ok()
-            .filter(|s| (1..=64).contains(s) || *s == 0)
-            .ok_or_else(|| ShimError::InvalidArgument(format!("invalid signal {signal}")))?;
-        let status = lock(&self.status);
-        match *status {
-            Status::Stopped => Err(ShimError::NotFound(format!(
-                "process of container {} already finished",
-                self.req.id
-            ))),
-            _ if signal == 0 || ignored_by_default(signal) => Ok(None),
-            Status::Created => {
-                drop(status);
-                // Never started: the prepared guest is dropped with its stdio.
-                lock(&self.prepared).take();
-                Ok(Some(self.set_exited(128 + signal as u32, false)))
-            }
-            Status::Running => {
-                if let Some(tx) = lock(&self.kill).take() {
-                    let _ = tx.send(signal);
-                }
-                Ok(None)
-            }
+    /// Stop the guest with `signal` (0 to 64); returns the exit status when that ended a guest
+    /// that never started (nothing runs to report it later). Signals whose default action is
+    /// to be ignored do nothing, as for a process that does not catch them.
+    pub(crate) fn kill(&self, signal: i32, started: bool) -> Option<u32> {
+        if signal == 0 || ignored_by_default(signal) {
+            return None;
         }
-    }
-
-    /// Wait until the guest has ended.
-    pub(crate) async fn wait(&self) -> Exit {
-        let mut rx = self.exit.subscribe();
-        loop {
-            if let Some(exit) = *rx.borrow_and_update() {
-                return exit;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives as long as `self`; this is not reached.
-                return Exit {
-                    code: 137,
-                    at: SystemTime::now(),
-                    oom: false,
-                };
-            }
+        if !started {
+            // The prepared guest is dropped with its stdio.
+            lock(&self.prepared).take();
+            return Some(128 + signal as u32);
         }
-    }
-
-    fn set_exited(&self, code: u32, oom: bool) -> Exit {
-        let mut status = lock(&self.status);
-        let exit = Exit {
-            code,
-            at: SystemTime::now(),
-            oom,
-        };
-        *status = Status::Stopped;
-        self.exit.send_replace(Some(exit));
-        exit
+        if let Some(tx) = lock(&self.kill).take() {
+            let _ = tx.send(signal);
+        }
+        None
     }
 }
-
 /// Await the guest's run or a kill, whichever comes first; a kill drops the run where it is
 /// (at its next epoch yield when spinning, at once when waiting in a host call). Returns the
 /// exit status and whether the guest ran out of memory.

@@ -1,23 +1,21 @@
 //! Starting the manager (the `start` action in shared mode) and running it.
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use containerd_shim::protos::ttrpc::asynchronous::{Server, Service};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Flags;
-use containerd_shim_protos::shim_async::{create_task, Task};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
-use super::service::SharedService;
+use super::SharedMode;
 use super::{Activity, IDLE_EXIT, MANAGER_ENV};
 use crate::bootstrap::{ensure_server, launch_server, socket_path, with_suffix};
 use crate::events::Events;
 use crate::reaper::Reaper;
+use crate::task::mode::Mode;
+use crate::task::service::TaskService;
 
 /// The id of manager number `n` of a containerd (`manager`, then `manager-1`, ...).
 fn manager_id(n: usize) -> String {
@@ -130,36 +128,18 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         .thread_name("wasmcell-guest")
         .build()
         .map_err(|e| format!("failed to start the guests' async runtime: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("wasmcell-manager")
-        .build()
-        .map_err(|e| format!("failed to start the async runtime: {e}"))?;
+    let runtime = crate::task::rpc::serving_runtime("wasmcell-manager")?;
     let capacity = Arc::new(super::capacity::Capacity::new(&socket_path(&flags.socket)));
-    let service: Arc<dyn Task + Send + Sync> = Arc::new(SharedService::new(
+    let mode = SharedMode::new(
         engine,
         guests.handle().clone(),
         capacity.clone(),
-        events.clone(),
-        reaper,
         activity.clone(),
         flags.address.clone(),
-    ));
+    );
+    let service = Arc::new(TaskService::new(Mode::Shared(mode), events.clone(), reaper));
     runtime.block_on(async move {
-        let listener = UnixListener::from(listener);
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("failed to use the manager socket: {e}"))?;
-        let listener = tokio::net::UnixListener::from_std(listener)
-            .map_err(|e| format!("failed to use the manager socket: {e}"))?;
-        let mut server = Server::new()
-            .add_listener(listener.into())
-            .register_service(task_methods(service));
-        server
-            .start()
-            .await
-            .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
+        let mut server = crate::task::rpc::serve(listener, service).await?;
         tracing::info!(socket = %flags.socket, pid = std::process::id(), "manager serving");
         // The manager outlives containerd: its guests keep running while containerd is
         // stopped or restarting (their exits wait in the event queue), as runc's shims do. It
@@ -195,29 +175,13 @@ fn blocking_threads() -> usize {
         .unwrap_or(512)
 }
 
-/// The Task service under both names containerd uses (v3 for 2.x, v2 for 1.6 and 1.7).
-fn task_methods(service: Arc<dyn Task + Send + Sync>) -> HashMap<String, Service> {
-    let mut methods = create_task(service.clone());
-    let v2: Vec<(String, Service)> = create_task(service)
-        .into_iter()
-        .map(|(name, svc)| {
-            (
-                name.replace("containerd.task.v3.Task", "containerd.task.v2.Task"),
-                svc,
-            )
-        })
-        .collect();
-    methods.extend(v2);
-    methods
-}
-
 /// Raise the manager's open-file limit: to the kernel's ceiling for one process
 /// (`fs.nr_open`, at most 2^20) when it may raise its hard limit (root, as containerd's own
 /// service unit does with `LimitNOFILE=infinity`), else the soft limit to the hard one. The
 /// manager holds descriptors for every container of the node (stdio FIFOs, rootfs, containerd's
 /// connection), about seven each: a soft default of 1024, or a hard one of 20,000, would stop the
 /// node at a few hundred or a few thousand containers. Past whatever limit it gets, a new
-/// container is refused with a message naming it (`service.rs`, `check_descriptors`).
+/// container is refused with a message naming it (capacity.rs).
 fn raise_file_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")

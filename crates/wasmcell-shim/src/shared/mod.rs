@@ -6,7 +6,7 @@
 //! the manager's address; no process exists per container. The manager serves the Task API on
 //! an async executor: each container is an instance with its own Wasmtime store, WASI context
 //! and stdio, its memory capped by the container's limit, its CPU time metered, yielding at
-//! every epoch tick so a spinning guest cannot starve the others ([`instance`]). A module is
+//! every epoch tick so a spinning guest cannot starve the others ([`in_process`]). A module is
 //! compiled once per digest and shared by every instance that runs it.
 //!
 //! If the manager dies, containerd's ttrpc connections close and it runs `delete` for every
@@ -15,23 +15,24 @@
 //! [`IDLE_EXIT`] without containers, and only then: it outlives containerd's restarts and
 //! stops, keeping its guests' events until containerd takes them.
 
-mod capacity;
+pub(crate) mod capacity;
 pub(crate) mod compile_helper;
 mod cpu_time;
-mod instance;
+mod create;
+pub(crate) mod in_process;
 mod manager;
 mod output;
 mod own_cgroup;
 mod prepare;
-mod service;
 mod unpin;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub(crate) use create::SharedMode;
 pub(crate) use manager::{serve, start};
 
-use crate::instance::lock;
+use crate::task::lock;
 
 /// Set in the environment of the manager process `start` launches.
 pub(crate) const MANAGER_ENV: &str = "WASMCELL_SHIM_MANAGER";

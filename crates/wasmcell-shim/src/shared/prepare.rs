@@ -6,20 +6,21 @@ use std::path::Path;
 
 use containerd_shim::api::CreateTaskRequest;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use wasmcell_core::WorkloadKind;
 use wasmcell_wasmtime::WasmtimeEngine;
 
 use crate::artifact::Containerd;
 use crate::reaper::Reaper;
-use crate::rootfs::{mount_rootfs, unmount_rootfs};
+use crate::rootfs::on_rootfs;
 use crate::shared::compile_helper::compile_in_helper;
-use crate::shared::instance::Prepared;
+use crate::shared::in_process::Prepared;
 use crate::stdio::GuestStdio;
 use crate::ShimError;
 
 /// What a Create finds in its bundle.
 pub(crate) enum Inspected {
     /// A Linux container (runc's), on the rootfs mounted (or not) here.
-    Linux { mounted: bool },
+    Linux { mounted: bool, spec: Box<Spec> },
     /// A Wasm guest, ready to start.
     Wasm(Box<Prepared>),
 }
@@ -28,7 +29,7 @@ impl Inspected {
     /// Whether a rootfs was mounted for it.
     pub(crate) fn mounted(&self) -> bool {
         match self {
-            Inspected::Linux { mounted } => *mounted,
+            Inspected::Linux { mounted, .. } => *mounted,
             Inspected::Wasm(p) => p.mounted,
         }
     }
@@ -42,28 +43,17 @@ pub(crate) fn inspect(
     reaper: &Reaper,
     req: &CreateTaskRequest,
 ) -> Result<Inspected, ShimError> {
-    let bundle = Path::new(&req.bundle);
-    let mounted = tracing::debug_span!("rootfs").in_scope(|| mount_rootfs(bundle, req))?;
-    let inspected = (|| {
-        let config = bundle.join("config.json");
-        let spec = Spec::load(&config).map_err(|e| {
-            ShimError::Workload(format!(
-                "container {}: failed to load {}: {e}",
-                req.id,
-                config.display()
-            ))
-        })?;
-        if crate::linux::is_linux_workload(&spec, bundle) {
-            return Ok(Inspected::Linux { mounted });
+    on_rootfs(req, |bundle| match bundle.kind {
+        WorkloadKind::Linux => Ok(Inspected::Linux {
+            mounted: bundle.mounted,
+            spec: Box::new(bundle.spec.clone()),
+        }),
+        WorkloadKind::Wasm => {
+            let mut prepared = prepare(engine, containerd, reaper, req, bundle.spec)?;
+            prepared.mounted = bundle.mounted;
+            Ok(Inspected::Wasm(Box::new(prepared)))
         }
-        let mut prepared = prepare(engine, containerd, reaper, req, &spec)?;
-        prepared.mounted = mounted;
-        Ok(Inspected::Wasm(Box::new(prepared)))
-    })();
-    if inspected.is_err() && mounted {
-        unmount_rootfs(bundle);
-    }
-    inspected
+    })
 }
 
 /// Resolve the bundle's run plan from its `spec`, compile and link its module, open its stdio
@@ -76,9 +66,8 @@ fn prepare(
     spec: &Spec,
 ) -> Result<Prepared, ShimError> {
     let (id, bundle) = (req.id.as_str(), Path::new(&req.bundle));
-    let workload = |msg: String| ShimError::Workload(format!("container {id}: {msg}"));
-    let (plan, wasm) =
-        crate::artifact::load(spec, bundle, id, containerd).map_err(|e| workload(e.to_string()))?;
+    let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)
+        .map_err(|e| ShimError::Workload(e.to_string()))?;
     // Guests share the manager's network namespace: they get sockets only when the container
     // asked for the host's network (no network namespace of its own).
     let plan = if plan.network && !host_network(spec) {
@@ -109,7 +98,7 @@ fn prepare(
     }
     let guest = engine
         .prepare_guest(&plan, &wasm)
-        .map_err(|e| workload(e.to_string()))?;
+        .map_err(|e| ShimError::Workload(e.to_string()))?;
     let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
     Ok(Prepared {
         plan,
