@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use wasmcell_core::names::{RUNTIME_TYPE, SHARED_RUNTIME_TYPE, SHARED_SHIM_BINARY, SHIM_BINARY};
 use wasmcell_image::ImageSpec;
 use wasmcell_testing::Containerd;
 
@@ -58,9 +59,9 @@ pub(crate) fn prepare(
     // The shared runtime's binary name is a link to the shim, as the installer makes it.
     let links = shim_dir.join("bench-links");
     std::fs::create_dir_all(&links)?;
-    let shared_link = links.join("containerd-shim-wasmcell-shared-v1");
+    let shared_link = links.join(SHARED_SHIM_BINARY);
     let _ = std::fs::remove_file(&shared_link);
-    std::os::unix::fs::symlink(shim_dir.join("containerd-shim-wasmcell-v1"), &shared_link)
+    std::os::unix::fs::symlink(shim_dir.join(SHIM_BINARY), &shared_link)
         .context("link the shared-mode shim name")?;
     let mut path = vec![shim_dir.to_path_buf(), links];
     let peer_runtime = match peer {
@@ -114,25 +115,21 @@ pub(crate) fn prepare(
     let mut runtimes = vec![
         Runtime {
             name: "wasmcell".into(),
-            runtime_type: "io.containerd.wasmcell.v1".into(),
+            runtime_type: RUNTIME_TYPE.into(),
             image: wasm_image.clone(),
-            run_args: vec![
-                "--runtime".into(),
-                "io.containerd.wasmcell.v1".into(),
-                wasm_image.clone(),
-            ],
+            run_args: vec!["--runtime".into(), RUNTIME_TYPE.into(), wasm_image.clone()],
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: "containerd-shim-wasmcell-v1".into(),
+            process_marker: SHIM_BINARY.into(),
             api_only: false,
         },
         Runtime {
             name: "wasmcell shared".into(),
-            runtime_type: "io.containerd.wasmcell-shared.v1".into(),
+            runtime_type: SHARED_RUNTIME_TYPE.into(),
             image: wasm_image.clone(),
             run_args: vec![
                 "--runtime".into(),
-                "io.containerd.wasmcell-shared.v1".into(),
+                SHARED_RUNTIME_TYPE.into(),
                 wasm_image.clone(),
             ],
             hello: vec!["/app.wasm".into(), "args".into()],
@@ -143,12 +140,12 @@ pub(crate) fn prepare(
         // The same module as a CNCF Wasm OCI artifact, read from containerd's content store.
         Runtime {
             name: "wasmcell artifact".into(),
-            runtime_type: "io.containerd.wasmcell.v1".into(),
+            runtime_type: RUNTIME_TYPE.into(),
             image: artifact.to_string(),
             run_args: artifact_run_args(&containerd, artifact),
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: "containerd-shim-wasmcell-v1".into(),
+            process_marker: SHIM_BINARY.into(),
             api_only: false,
         },
         Runtime {
@@ -200,7 +197,7 @@ pub(crate) fn prepare(
 pub(crate) fn artifact_run_args(containerd: &Containerd, reference: &str) -> Vec<String> {
     vec![
         "--runtime".into(),
-        "io.containerd.wasmcell.v1".into(),
+        RUNTIME_TYPE.into(),
         "--annotation".into(),
         format!("wasmcell.dev/image={reference}"),
         "--rootfs".into(),

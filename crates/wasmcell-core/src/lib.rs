@@ -20,8 +20,10 @@ mod engine;
 mod error;
 pub mod fork;
 mod module;
+pub mod names;
 mod open_in_root;
 mod plan;
+mod rootfs_module;
 mod secure_join;
 mod spec;
 mod stdio;
@@ -31,6 +33,7 @@ pub use engine::{Engine, EngineError, GuestExit, Interrupt};
 pub use error::Error;
 pub use module::{looks_like_wasm, FetchBytes, ModuleError, ModuleKind, WasmBinary};
 pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
+pub use rootfs_module::RootfsModule;
 pub use secure_join::secure_join;
 pub use spec::{MountSpec, SpecError, WorkloadSpec, NETWORK_ANNOTATION};
 pub use stdio::{Stdio, StdioStream};
@@ -79,4 +82,6 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 pub const EXIT_TRAP: i32 = 134;
 /// Exit status reported when the guest hit its memory limit (as for a container the kernel
 /// OOM-killed: 128 + SIGKILL).
-pub const EXIT_OOM: i32 = 137;
+pub const EXIT_OOM: i32 = EXIT_KILLED;
+/// Exit status of a workload killed (128 + SIGKILL), or ended before it started.
+pub const EXIT_KILLED: i32 = 128 + 9;

@@ -48,7 +48,7 @@ pub struct GlobalOpts {
 /// The runc command line.
 #[derive(Debug, Parser)]
 #[command(
-    name = "wasmcell-oci",
+    name = wasmcell_core::names::OCI_BINARY,
     version,
     about = "runc-compatible OCI runtime that runs Wasm and Linux containers"
 )]

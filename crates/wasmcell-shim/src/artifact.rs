@@ -28,9 +28,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use oci_spec::runtime::Spec;
-use wasmcell_core::{
-    FetchBytes, ModuleKind, ResolveError, RunPlan, SpecError, WasmBinary, WorkloadSpec,
-};
+use wasmcell_core::{FetchBytes, ModuleKind, RootfsModule, RunPlan, WasmBinary, WorkloadSpec};
 use wasmcell_image::{find_artifact_layer, ArtifactError, ArtifactLayer, BlobSource, ImageError};
 use wasmcell_wasmtime::CompileCache;
 
@@ -117,15 +115,9 @@ pub(crate) fn load(
         })?;
         return from_image(spec, bundle, &client, &image);
     }
-    let from_rootfs = || -> Result<(RunPlan, WasmBinary), wasmcell_core::Error> {
-        let plan = RunPlan::resolve(&WorkloadSpec::from_oci(spec)?, bundle)?;
-        let wasm = plan.read_module()?;
-        Ok((plan, wasm))
-    };
-    let rootfs_error = match from_rootfs() {
-        Ok(found) => return Ok(found),
-        Err(e) if rootfs_lacks_module(&e) => e,
-        Err(e) => return Err(e.into()),
+    let rootfs_error = match RootfsModule::find(spec, bundle)? {
+        RootfsModule::Found { plan, wasm } => return Ok((plan, wasm)),
+        RootfsModule::Absent { why } => why,
     };
     tracing::debug!(container = %id, error = %rootfs_error, "no module in the rootfs, asking containerd for the image");
     let found = containerd.connect().and_then(|client| {
@@ -168,19 +160,6 @@ fn annotated_image(spec: &Spec) -> Option<String> {
         .get(IMAGE_ANNOTATION)
         .filter(|v| !v.is_empty())
         .cloned()
-}
-
-/// Whether `e` says the rootfs holds no module (no args, or no such entrypoint), as an
-/// artifact's empty rootfs does, rather than a bad spec or a bad module.
-fn rootfs_lacks_module(e: &wasmcell_core::Error) -> bool {
-    match e {
-        wasmcell_core::Error::Spec(SpecError::Missing { field }) => *field == "process.args",
-        wasmcell_core::Error::Resolve(ResolveError::Entrypoint { source, .. }) => {
-            source.kind() == std::io::ErrorKind::NotFound
-        }
-        wasmcell_core::Error::Module(wasmcell_core::ModuleError::NotFound { .. }) => true,
-        _ => false,
-    }
 }
 
 /// The plan and module of a container that runs the Wasm layer of `image`. The spec's args

@@ -33,7 +33,7 @@ pub use error::ShimError;
 pub use shared::{SHARED_BINARY_NAME, SHARED_RUNTIME_TYPE};
 
 /// The runtime type containerd knows this shim by.
-pub const RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
+pub use wasmcell_core::names::RUNTIME_TYPE;
 
 /// Entry point of `containerd-shim-wasmcell-v1`; returns the process exit status.
 pub fn main() -> i32 {

@@ -6,10 +6,11 @@ use clap::{Args, Subcommand};
 
 use crate::install::config::{register, register_as, Edit, SHARED_RUNTIME_TYPE};
 
-const SHIM: &str = "containerd-shim-wasmcell-v1";
-const BINARIES: &[&str] = &[SHIM, "wasmcell"];
-/// The name containerd runs the shim by for the shared runtime: a link to the shim.
-const SHARED_SHIM_LINK: &str = "containerd-shim-wasmcell-shared-v1";
+use wasmcell_core::names::{
+    CLI_BINARY, SHARED_SHIM_BINARY as SHARED_SHIM_LINK, SHIM_BINARY as SHIM,
+};
+
+const BINARIES: &[&str] = &[SHIM, CLI_BINARY];
 
 /// `wasmcell install ...`
 #[derive(Debug, Subcommand)]

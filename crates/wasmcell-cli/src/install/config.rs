@@ -4,10 +4,7 @@
 
 use toml_edit::{value, DocumentMut, Item, Table};
 
-/// The runtime type containerd resolves to `containerd-shim-wasmcell-v1`.
-pub(crate) const RUNTIME_TYPE: &str = "io.containerd.wasmcell.v1";
-/// The runtime type of the shim's shared mode (one manager process for every container).
-pub(crate) const SHARED_RUNTIME_TYPE: &str = "io.containerd.wasmcell-shared.v1";
+pub(crate) use wasmcell_core::names::{RUNTIME_TYPE, SHARED_RUNTIME_TYPE};
 
 /// Why a config cannot be edited. The file is never written in these cases.
 #[derive(Debug, thiserror::Error)]

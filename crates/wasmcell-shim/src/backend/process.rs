@@ -102,7 +102,7 @@ impl GuestProcess {
     /// control socket, or the kernel killed it for its cgroup's limit).
     pub(crate) fn exited(&self, code: i32) -> bool {
         let said_oom = lock(&self.control).take().is_some_and(|c| said_oom(&c));
-        said_oom || (code == 137 && self.cgroup.oom_kills() > 0)
+        said_oom || (code == wasmcell_core::EXIT_KILLED && self.cgroup.oom_kills() > 0)
     }
 }
 

@@ -47,7 +47,8 @@ impl RuncContainer {
 
     /// Whether an exit with `code` was the kernel's OOM kill.
     pub(crate) fn exited(&self, code: i32) -> bool {
-        code == 137 && self.cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0)
+        code == wasmcell_core::EXIT_KILLED
+            && self.cgroup.as_ref().is_some_and(|cg| cg.oom_kills() > 0)
     }
 
     /// `runc delete --force` (blocking): runc's state and cgroup go with it.

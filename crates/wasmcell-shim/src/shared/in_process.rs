@@ -229,7 +229,7 @@ fn ended_as(
             tracing::error!(container = %id, "the host panicked running this guest; only this container is affected");
             (wasmcell_core::EXIT_TRAP as u32, false)
         }
-        Err(_) => (137, false),
+        Err(_) => (wasmcell_core::EXIT_KILLED as u32, false),
     }
 }
 

@@ -38,10 +38,10 @@ use crate::task::lock;
 pub(crate) const MANAGER_ENV: &str = "WASMCELL_SHIM_MANAGER";
 
 /// The runtime type of shared mode.
-pub const SHARED_RUNTIME_TYPE: &str = "io.containerd.wasmcell-shared.v1";
+pub use wasmcell_core::names::SHARED_RUNTIME_TYPE;
 
 /// The binary name containerd derives from [`SHARED_RUNTIME_TYPE`].
-pub const SHARED_BINARY_NAME: &str = "containerd-shim-wasmcell-shared-v1";
+pub use wasmcell_core::names::SHARED_SHIM_BINARY as SHARED_BINARY_NAME;
 
 /// How long the manager stays without containers before it exits;
 /// `WASMCELL_MANAGER_IDLE_SECS` overrides it.

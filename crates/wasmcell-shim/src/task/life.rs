@@ -113,7 +113,7 @@ impl Life {
             // The sender is `self`, alive while this borrows it: not reached.
             Err(_) => None,
         };
-        exit.unwrap_or_else(|| Exit::now(137, false))
+        exit.unwrap_or_else(|| Exit::now(wasmcell_core::EXIT_KILLED as u32, false))
     }
 
     /// Wait until the container has stopped, at most `timeout`.
