@@ -1,6 +1,9 @@
 //! The shim binary's three roles: `start` (find or launch the shim server for a container's
 //! group and print its ttrpc address), `delete` (clean up after a shim that died), and the
 //! server itself (no action).
+//!
+//! These are the binary's edge: their errors are `anyhow` errors with the context of each step,
+//! printed with their whole chain; below them the shim's errors are [`crate::ShimError`]s.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use command_fds::{CommandFdExt, FdMapping};
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::{Message, MessageField};
@@ -65,15 +69,22 @@ pub(crate) fn main(args: &[String]) -> i32 {
         }),
         "delete" => delete(&flags),
         "" => serve(&flags),
-        other => Err(format!("unknown action {other:?}")),
+        other => Err(anyhow::anyhow!("unknown action {other:?}")),
     };
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("containerd-shim-wasmcell-v1: {e}");
+            eprintln!("containerd-shim-wasmcell-v1: {e:#}");
             1
         }
     }
+}
+
+/// `e` as one anyhow error, its message alone: for an error whose message already ends with
+/// its causes' (`"...: {source}"`, as the shim's, the wasmcell crates' and containerd-shim's
+/// errors do), whose chain `{:#}` would otherwise print twice.
+pub(crate) fn one_message(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 /// The group a container's shim serves: its pod (sandbox id) or itself.
@@ -87,9 +98,8 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-fn start(flags: &Flags) -> Result<String, String> {
-    let bundle =
-        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+fn start(flags: &Flags) -> anyhow::Result<String> {
+    let bundle = std::env::current_dir().context("failed to read the bundle dir")?;
     let group = grouping(&bundle, &flags.id);
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
     let path = socket_path(&address);
@@ -97,8 +107,9 @@ fn start(flags: &Flags) -> Result<String, String> {
     ensure_server(&path, |listener| {
         launch_server(flags, &group, &address, listener, None)
     })?;
-    std::fs::write(bundle.join("address"), &address)
-        .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
+    let address_file = bundle.join("address");
+    std::fs::write(&address_file, &address)
+        .with_context(|| format!("failed to write {}", address_file.display()))?;
     Ok(address)
 }
 
@@ -108,28 +119,29 @@ fn start(flags: &Flags) -> Result<String, String> {
 /// launch one (the loser's server would sit on an unlinked socket, orphaned).
 pub(crate) fn ensure_server(
     path: &Path,
-    launch: impl FnOnce(UnixListener) -> Result<(), String>,
-) -> Result<(), String> {
+    launch: impl FnOnce(UnixListener) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if UnixStream::connect(path).is_ok() {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let lock_path = with_suffix(path, ".lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| format!("failed to open {}: {e}", lock_path.display()))?;
+        .with_context(|| format!("failed to open {}", lock_path.display()))?;
     let _locked = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("failed to lock {}: {e}", lock_path.display()))?;
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("failed to lock {}", lock_path.display()))?;
     if UnixStream::connect(path).is_ok() {
         return Ok(());
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
-        .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+        .with_context(|| format!("failed to listen on {}", path.display()))?;
     launch(listener)
 }
 
@@ -148,9 +160,8 @@ pub(crate) fn launch_server(
     address: &str,
     listener: UnixListener,
     manager_log: Option<&Path>,
-) -> Result<(), String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("failed to find the shim binary: {e}"))?;
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("failed to find the shim binary")?;
     let mut cmd = Command::new(exe);
     cmd.args([
         "-namespace",
@@ -174,7 +185,7 @@ pub(crate) fn launch_server(
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| format!("failed to open {}: {e}", log.display()))?;
+            .with_context(|| format!("failed to open {}", log.display()))?;
         cmd.env(crate::shared::MANAGER_ENV, "1")
             .current_dir("/")
             .stderr(file);
@@ -183,9 +194,8 @@ pub(crate) fn launch_server(
         parent_fd: OwnedFd::from(listener),
         child_fd: LISTEN_FD,
     }])
-    .map_err(|e| format!("failed to pass the shim socket: {e}"))?;
-    cmd.spawn()
-        .map_err(|e| format!("failed to launch the shim server: {e}"))?;
+    .context("failed to pass the shim socket")?;
+    cmd.spawn().context("failed to launch the shim server")?;
     Ok(())
 }
 
@@ -193,7 +203,7 @@ pub(crate) fn socket_path(address: &str) -> PathBuf {
     PathBuf::from(address.strip_prefix("unix://").unwrap_or(address))
 }
 
-fn serve(flags: &Flags) -> Result<(), String> {
+fn serve(flags: &Flags) -> anyhow::Result<()> {
     let manager = std::env::var_os(crate::shared::MANAGER_ENV).is_some();
     init_logging(flags.debug, manager);
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -219,7 +229,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
             let _ = std::fs::remove_file(&path);
             OwnedFd::from(
                 UnixListener::bind(&path)
-                    .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?,
+                    .with_context(|| format!("failed to listen on {}", path.display()))?,
             )
         }
     };
@@ -227,27 +237,30 @@ fn serve(flags: &Flags) -> Result<(), String> {
     if manager {
         return crate::shared::serve(flags, listen_fd);
     }
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| {
-        "TTRPC_ADDRESS is not set; the shim must be started by containerd".to_string()
-    })?;
+    let Ok(ttrpc_address) = std::env::var("TTRPC_ADDRESS") else {
+        anyhow::bail!("TTRPC_ADDRESS is not set; the shim must be started by containerd");
+    };
     let publisher = RemotePublisher::new(&ttrpc_address)
-        .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
+        .map_err(one_message)
+        .with_context(|| format!("failed to connect to containerd at {ttrpc_address}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
-    let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
+    let reaper = Reaper::start().context("failed to start the reaper")?;
     let exit = Arc::new(Notify::new());
     let mode = NormalMode {
         containerd_address: flags.address.clone(),
         exit: exit.clone(),
     };
     let service = Arc::new(TaskService::new(Mode::Normal(mode), events.clone(), reaper));
-    let runtime = crate::task::rpc::serving_runtime("wasmcell-shim")?;
+    let runtime = crate::task::rpc::serving_runtime("wasmcell-shim").map_err(one_message)?;
     runtime.block_on(async move {
-        let mut server = crate::task::rpc::serve(listen_fd, service).await?;
+        let mut server = crate::task::rpc::serve(listen_fd, service)
+            .await
+            .map_err(one_message)?;
         tracing::info!(socket = %flags.socket, group = %flags.id, "shim serving");
         exit.notified().await;
         // Stop serving, but never let a stuck connection keep the shim alive.
         let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
-        Ok::<(), String>(())
+        anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     // The last exit and delete events must reach containerd before the process is gone.
@@ -290,9 +303,8 @@ fn init_logging(debug: bool, manager: bool) {
 
 /// `delete`: containerd calls this after a shim died. Kill what is left of the guest, remove
 /// its cgroup and rootfs mount, and report the task as killed.
-fn delete(flags: &Flags) -> Result<(), String> {
-    let bundle =
-        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+fn delete(flags: &Flags) -> anyhow::Result<()> {
+    let bundle = std::env::current_dir().context("failed to read the bundle dir")?;
     let record = read_state_file(&bundle);
     let mut pid = 0;
     if let Some(record) = record {
@@ -331,16 +343,16 @@ fn delete(flags: &Flags) -> Result<(), String> {
     unmount_rootfs(&bundle);
     let response = DeleteResponse {
         pid,
-        exit_status: 137,
+        exit_status: wasmcell_core::EXIT_KILLED as u32,
         exited_at: MessageField::some(timestamp(std::time::SystemTime::now())),
         ..Default::default()
     };
     let bytes = response
         .write_to_bytes()
-        .map_err(|e| format!("failed to encode the delete response: {e}"))?;
+        .context("failed to encode the delete response")?;
     std::io::stdout()
         .write_all(&bytes)
-        .map_err(|e| format!("failed to write the delete response: {e}"))
+        .context("failed to write the delete response")
 }
 
 /// True when the recorded process still runs and is the guest process of `bundle` that was

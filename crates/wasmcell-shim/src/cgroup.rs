@@ -40,7 +40,7 @@ impl Cgroup {
     pub(crate) fn for_spec(spec: &Spec, id: &str) -> Result<Self, ShimError> {
         let path = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
             Some(raw) => crate::cgroup_path::resolve(&raw.to_string_lossy())
-                .map_err(|why| ShimError::InvalidArgument(format!("container {id}: {why}")))?,
+                .map_err(|why| ShimError::Workload(format!("container {id}: {why}")))?,
             None => PathBuf::from(format!("/wasmcell/{id}")),
         };
         Self::open(&path, id)

@@ -10,9 +10,11 @@
 
 use std::path::PathBuf;
 
-/// The cgroup directory (relative to each hierarchy's root) that `raw` names; an error names
-/// what is wrong with a systemd-style path.
-pub(crate) fn resolve(raw: &str) -> Result<PathBuf, String> {
+use crate::ShimError;
+
+/// The cgroup directory (relative to each hierarchy's root) that `raw` names; a
+/// [`ShimError::Workload`] names what is wrong with a systemd-style path.
+pub(crate) fn resolve(raw: &str) -> Result<PathBuf, ShimError> {
     let parts: Vec<&str> = raw.split(':').collect();
     let [slice, prefix, name] = parts[..] else {
         return Ok(PathBuf::from(raw));
@@ -26,9 +28,9 @@ pub(crate) fn resolve(raw: &str) -> Result<PathBuf, String> {
     } else {
         slice
     };
-    let mut path = expand_slice(slice).map_err(|why| format!("cgroupsPath {raw:?}: {why}"))?;
+    let mut path = expand_slice(raw, slice)?;
     if name.is_empty() || name.contains('/') {
-        return Err(format!("cgroupsPath {raw:?}: invalid unit name {name:?}"));
+        return Err(invalid(raw, format!("invalid unit name {name:?}")));
     }
     let unit = if name.ends_with(".slice") {
         name.to_string()
@@ -41,17 +43,21 @@ pub(crate) fn resolve(raw: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// `a-b-c.slice` -> `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root.
-fn expand_slice(slice: &str) -> Result<PathBuf, String> {
+/// `a-b-c.slice` -> `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root. `raw` is the whole
+/// cgroupsPath, for the error.
+fn expand_slice(raw: &str, slice: &str) -> Result<PathBuf, ShimError> {
     let Some(stem) = slice.strip_suffix(".slice") else {
-        return Err(format!("{slice:?} is not a slice (no .slice suffix)"));
+        return Err(invalid(
+            raw,
+            format!("{slice:?} is not a slice (no .slice suffix)"),
+        ));
     };
     let mut path = PathBuf::from("/");
     if stem == "-" {
         return Ok(path);
     }
     if stem.is_empty() || stem.contains('/') || stem.split('-').any(str::is_empty) {
-        return Err(format!("invalid slice name {slice:?}"));
+        return Err(invalid(raw, format!("invalid slice name {slice:?}")));
     }
     let mut prefix = String::new();
     for (i, part) in stem.split('-').enumerate() {
@@ -64,35 +70,44 @@ fn expand_slice(slice: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The cgroupsPath `raw` is unusable, for `why`.
+fn invalid(raw: &str, why: String) -> ShimError {
+    ShimError::Workload(format!("cgroupsPath {raw:?}: {why}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ok(raw: &str) -> PathBuf {
+        resolve(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
     #[test]
     fn cgroupfs_paths_are_kept() {
         let raw = "/kubepods/besteffort/pod1/abc";
-        assert_eq!(resolve(raw), Ok(PathBuf::from(raw)));
-        assert_eq!(resolve("/wasmcell/x"), Ok(PathBuf::from("/wasmcell/x")));
+        assert_eq!(ok(raw), PathBuf::from(raw));
+        assert_eq!(ok("/wasmcell/x"), PathBuf::from("/wasmcell/x"));
     }
 
     #[test]
     fn systemd_paths_are_expanded_where_systemd_puts_them() {
         assert_eq!(
-            resolve("kubepods-besteffort-pod12.slice:cri-containerd:abc"),
-            Ok(PathBuf::from(
+            ok("kubepods-besteffort-pod12.slice:cri-containerd:abc"),
+            PathBuf::from(
                 "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/\
                  cri-containerd-abc.scope"
-            ))
+            )
         );
         assert_eq!(
-            resolve("kubepods.slice:cri-containerd:pause1"),
-            Ok(PathBuf::from("/kubepods.slice/cri-containerd-pause1.scope"))
+            ok("kubepods.slice:cri-containerd:pause1"),
+            PathBuf::from("/kubepods.slice/cri-containerd-pause1.scope")
         );
         assert_eq!(
-            resolve(":docker:abc"),
-            Ok(PathBuf::from("/system.slice/docker-abc.scope"))
+            ok(":docker:abc"),
+            PathBuf::from("/system.slice/docker-abc.scope")
         );
-        assert_eq!(resolve("-.slice::x"), Ok(PathBuf::from("/x.scope")));
+        assert_eq!(ok("-.slice::x"), PathBuf::from("/x.scope"));
     }
 
     #[test]
@@ -105,7 +120,8 @@ mod tests {
             "a.slice:p:../x",
         ] {
             let err = resolve(raw).expect_err(raw);
-            assert!(err.contains(raw), "{err}");
+            assert!(matches!(err, ShimError::Workload(_)), "{err}");
+            assert!(err.to_string().contains(&format!("{raw:?}")), "{err}");
         }
     }
 }

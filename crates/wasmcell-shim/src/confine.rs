@@ -20,13 +20,27 @@ use libcontainer::syscall::syscall::create_syscall;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Spec};
 
+use crate::ShimError;
+
+/// `e`, an error of a system call made through libcontainer or caps, as [`ShimError::Io`].
+fn sys_err(context: impl Into<String>, e: impl std::fmt::Display) -> ShimError {
+    ShimError::io(context, std::io::Error::other(e.to_string()))
+}
+
+/// The spec's `process`, which the confinement reads.
+fn process_of(spec: &Spec) -> Result<&oci_spec::runtime::Process, ShimError> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| ShimError::Workload("the spec has no process".into()))
+}
+
 /// The part of the confinement that needs the host's `/proc`, applied before the process
 /// pivots into the container's root: check it has one thread, set rlimits and the OOM score;
-/// refuse what cannot be honoured.
-pub(crate) fn prepare(spec: &Spec) -> Result<(), String> {
+/// refuse what cannot be honoured ([`ShimError::Workload`]).
+pub(crate) fn prepare(spec: &Spec) -> Result<(), ShimError> {
     wasmcell_core::fork::ensure_single_threaded("confining the guest process")
-        .map_err(|e| e.to_string())?;
-    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+        .map_err(|e| ShimError::FailedPrecondition(e.to_string()))?;
+    let process = process_of(spec)?;
 
     if let Some(rlimits) = process.rlimits() {
         for rlimit in rlimits {
@@ -39,42 +53,42 @@ pub(crate) fn prepare(spec: &Spec) -> Result<(), String> {
     if let Some(score) = process.oom_score_adj() {
         // Before the capabilities go: lowering the score needs CAP_SYS_RESOURCE.
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
-            .map_err(|e| format!("failed to set oomScoreAdj {score}: {e}"))?;
+            .map_err(|e| ShimError::io(format!("failed to set oomScoreAdj {score}"), e))?;
     }
     if process
         .apparmor_profile()
         .as_deref()
         .is_some_and(|p| !p.is_empty())
     {
-        return Err(
+        return Err(ShimError::Workload(
             "process.apparmorProfile is set, and this shim cannot apply AppArmor \
                     profiles; remove it or run the container with wasmcell-oci"
                 .into(),
-        );
+        ));
     }
     if process
         .selinux_label()
         .as_deref()
         .is_some_and(|l| !l.is_empty())
     {
-        return Err(
+        return Err(ShimError::Workload(
             "process.selinuxLabel is set, and this shim cannot apply SELinux labels; \
                     remove it or run the container with wasmcell-oci"
                 .into(),
-        );
+        ));
     }
 
     Ok(())
 }
 
 /// The rest of the confinement, in the container's root (see the module docs).
-pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
-    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+pub(crate) fn apply(spec: &Spec) -> Result<(), ShimError> {
+    let process = process_of(spec)?;
     let linux = spec.linux().as_ref();
     let user = process.user();
     if let Some(umask) = user.umask() {
         let mode = nix::sys::stat::Mode::from_bits(umask)
-            .ok_or_else(|| format!("invalid process.user.umask {umask:o}"))?;
+            .ok_or_else(|| ShimError::Workload(format!("invalid process.user.umask {umask:o}")))?;
         nix::sys::stat::umask(mode);
     }
     let groups: Vec<Gid> = user
@@ -83,23 +97,32 @@ pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups)
-        .map_err(|e| format!("failed to set additionalGids {groups:?}: {e}"))?;
+    nix::unistd::setgroups(&groups).map_err(|e| {
+        ShimError::io(
+            format!("failed to set additionalGids {groups:?}"),
+            std::io::Error::from(e),
+        )
+    })?;
     let syscall = create_syscall();
     syscall
         .set_id(Uid::from_raw(user.uid()), Gid::from_raw(user.gid()))
-        .map_err(|e| format!("failed to set uid {} gid {}: {e}", user.uid(), user.gid()))?;
+        .map_err(|e| {
+            sys_err(
+                format!("failed to set uid {} gid {}", user.uid(), user.gid()),
+                e,
+            )
+        })?;
 
     // The spec's filter, or, when it has none, the default for Wasm guests.
     let default = default_filter()?;
     let seccomp = Some(linux.and_then(|l| l.seccomp().as_ref()).unwrap_or(&default));
     if let Some(seccomp) = seccomp {
         if libcontainer::seccomp::is_notify(seccomp) {
-            return Err(
+            return Err(ShimError::Workload(
                 "linux.seccomp asks for a notify listener (SCMP_ACT_NOTIFY), which \
                         this shim does not serve"
                     .into(),
-            );
+            ));
         }
     }
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
@@ -107,51 +130,55 @@ pub(crate) fn apply(spec: &Spec) -> Result<(), String> {
     if !no_new_privs {
         if let Some(seccomp) = seccomp {
             libcontainer::seccomp::initialize_seccomp(seccomp)
-                .map_err(|e| format!("failed to apply linux.seccomp: {e}"))?;
+                .map_err(|e| sys_err("failed to apply linux.seccomp", e))?;
         }
     }
 
     capabilities::reset_effective(syscall.as_ref())
-        .map_err(|e| format!("failed to reset capabilities: {e}"))?;
-    // No `capabilities` in the spec means none, as runc gives (oci-spec's `Default` is a
-    // small set, not none).
-    let none = LinuxCapabilities::default()
-        .set_bounding(Some(Default::default()))
-        .set_effective(Some(Default::default()))
-        .set_permitted(Some(Default::default()))
-        .set_inheritable(Some(Default::default()))
-        .set_ambient(Some(Default::default()))
-        .clone();
+        .map_err(|e| sys_err("failed to reset capabilities", e))?;
+    let none = no_capabilities();
     let wanted = process.capabilities().as_ref().unwrap_or(&none);
     capabilities::drop_privileges(wanted, syscall.as_ref())
-        .map_err(|e| format!("failed to set process.capabilities: {e}"))?;
+        .map_err(|e| sys_err("failed to set process.capabilities", e))?;
     if user.uid() != 0 {
         after_exec_as_non_root(syscall.as_ref())?;
     }
 
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs()
-            .map_err(|e| format!("failed to set noNewPrivileges: {e}"))?;
+            .map_err(|e| ShimError::io("failed to set noNewPrivileges", std::io::Error::from(e)))?;
         if let Some(seccomp) = seccomp {
             libcontainer::seccomp::initialize_seccomp(seccomp)
-                .map_err(|e| format!("failed to apply linux.seccomp: {e}"))?;
+                .map_err(|e| sys_err("failed to apply linux.seccomp", e))?;
         }
     }
     Ok(())
 }
 
+/// No capabilities at all: what a spec without `capabilities` gets, as runc gives (oci-spec's
+/// `Default` is a small set, not none).
+fn no_capabilities() -> LinuxCapabilities {
+    LinuxCapabilities::default()
+        .set_bounding(Some(Default::default()))
+        .set_effective(Some(Default::default()))
+        .set_permitted(Some(Default::default()))
+        .set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()))
+        .clone()
+}
+
 /// What `execve` does to a process that is not root (and a file with no capabilities):
 /// permitted and effective become the ambient set.
-fn after_exec_as_non_root(syscall: &dyn libcontainer::syscall::Syscall) -> Result<(), String> {
+fn after_exec_as_non_root(syscall: &dyn libcontainer::syscall::Syscall) -> Result<(), ShimError> {
     let ambient: CapsHashSet = caps::read(None, CapSet::Ambient)
-        .map_err(|e| format!("failed to read ambient capabilities: {e}"))?;
+        .map_err(|e| sys_err("failed to read ambient capabilities", e))?;
     syscall
         .set_capability(CapSet::Effective, &ambient)
         .and_then(|()| syscall.set_capability(CapSet::Permitted, &ambient))
-        .map_err(|e| format!("failed to drop capabilities for a non-root user: {e}"))
+        .map_err(|e| sys_err("failed to drop capabilities for a non-root user", e))
 }
 
-fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<(), String> {
+fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<(), ShimError> {
     use nix::sys::resource::{setrlimit, Resource};
     let resource = match typ {
         PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
@@ -171,14 +198,20 @@ fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<(), String> 
         PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
         PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     };
-    setrlimit(resource, soft, hard).map_err(|e| format!("failed to set {typ:?} {soft}/{hard}: {e}"))
+    setrlimit(resource, soft, hard).map_err(|e| {
+        ShimError::io(
+            format!("failed to set {typ:?} {soft}/{hard}"),
+            std::io::Error::from(e),
+        )
+    })
 }
 
 /// `linux.sysctl`, written in the namespaces the guest process is in, as runc allows them: only
 /// keys that a namespace of the container's own holds (`net.*` in its network namespace; the
 /// System V IPC and `fs.mqueue.*` keys in its IPC namespace; `kernel.hostname` and
-/// `kernel.domainname` in its UTS namespace). Anything else would change the host: refused.
-fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), String> {
+/// `kernel.domainname` in its UTS namespace). Anything else would change the host: refused
+/// ([`ShimError::Workload`]).
+fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), ShimError> {
     use oci_spec::runtime::LinuxNamespaceType as Ns;
     let Some(sysctls) = linux.sysctl() else {
         return Ok(());
@@ -209,22 +242,24 @@ fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), String> {
         } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
             Ns::Uts
         } else {
-            return Err(format!(
+            return Err(ShimError::Workload(format!(
                 "linux.sysctl {key} is not held by any namespace of the container: setting it \
                  would change the host"
-            ));
+            )));
         };
         if !has(kind) {
-            return Err(format!(
+            return Err(ShimError::Workload(format!(
                 "linux.sysctl {key} needs a {kind:?} namespace of the container's own, and \
                  linux.namespaces has none"
-            ));
+            )));
         }
         if dotted
             .split('.')
             .any(|part| part.is_empty() || part == "..")
         {
-            return Err(format!("invalid linux.sysctl key {key:?}"));
+            return Err(ShimError::Workload(format!(
+                "invalid linux.sysctl key {key:?}"
+            )));
         }
         // The slash form keeps dots that are part of a name (an interface `eth0.100`).
         let relative = if key.contains('/') {
@@ -234,7 +269,7 @@ fn set_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), String> {
         };
         let path = format!("/proc/sys/{relative}");
         std::fs::write(&path, value)
-            .map_err(|e| format!("failed to set linux.sysctl {key}={value}: {e}"))?;
+            .map_err(|e| ShimError::io(format!("failed to set linux.sysctl {key}={value}"), e))?;
     }
     Ok(())
 }
@@ -302,12 +337,14 @@ pub(crate) const DENIED_BY_DEFAULT: &[&str] = &[
     "vhangup",
 ];
 
-fn default_filter() -> Result<oci_spec::runtime::LinuxSeccomp, String> {
+/// [`DENIED_BY_DEFAULT`] as a seccomp filter.
+fn default_filter() -> Result<oci_spec::runtime::LinuxSeccomp, ShimError> {
     let profile = serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [
             { "names": DENIED_BY_DEFAULT, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
         ],
     });
-    serde_json::from_value(profile).map_err(|e| format!("the default seccomp filter: {e}"))
+    serde_json::from_value(profile)
+        .map_err(|e| ShimError::io("the default seccomp filter", std::io::Error::from(e)))
 }

@@ -18,18 +18,26 @@ use libcontainer::syscall::syscall::create_syscall;
 use nix::mount::{mount, MsFlags};
 use wasmcell_core::WorkloadSpec;
 
+use crate::ShimError;
+
 /// Make `rootfs` (host path, canonical) this process's root, with the directory bind mounts
 /// of `workload` in it (see the module docs). Returns the workload as seen from in there:
-/// root `/`, the mounts that were made, each at its destination.
+/// root `/`, the mounts that were made, each at its destination. A mount destination that
+/// cannot be resolved inside the rootfs is a [`ShimError::Workload`]; a failed mount, a
+/// [`ShimError::Io`].
 pub(crate) fn enter(
     workload: &WorkloadSpec,
     bundle: &Path,
     rootfs: &Path,
-) -> Result<WorkloadSpec, String> {
+) -> Result<WorkloadSpec, ShimError> {
     let mut inside = workload.inside_root();
     inside.mounts.clear();
-    bind(rootfs, rootfs, workload.root_readonly)
-        .map_err(|e| format!("failed to bind the rootfs {}: {e}", rootfs.display()))?;
+    bind(rootfs, rootfs, workload.root_readonly).map_err(|e| {
+        ShimError::io(
+            format!("failed to bind the rootfs {}", rootfs.display()),
+            std::io::Error::from(e),
+        )
+    })?;
     for m in &workload.mounts {
         let source = bundle.join(&m.source);
         if !source.is_dir() {
@@ -39,35 +47,45 @@ pub(crate) fn enter(
         }
         let target = target_in(rootfs, &m.destination)?;
         bind(&source, &target, m.readonly).map_err(|e| {
-            format!(
-                "failed to mount {} at {}: {e}",
-                source.display(),
-                m.destination.display()
+            ShimError::io(
+                format!(
+                    "failed to mount {} at {}",
+                    source.display(),
+                    m.destination.display()
+                ),
+                std::io::Error::from(e),
             )
         })?;
         let mut made = m.clone();
         made.source = m.destination.clone();
         inside.mounts.push(made);
     }
-    create_syscall()
-        .pivot_rootfs(rootfs)
-        .map_err(|e| format!("failed to pivot into the rootfs {}: {e}", rootfs.display()))?;
-    nix::unistd::chdir("/").map_err(|e| format!("failed to enter the new root: {e}"))?;
+    create_syscall().pivot_rootfs(rootfs).map_err(|e| {
+        ShimError::io(
+            format!("failed to pivot into the rootfs {}", rootfs.display()),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    nix::unistd::chdir("/")
+        .map_err(|e| ShimError::io("failed to enter the new root", std::io::Error::from(e)))?;
     Ok(inside)
 }
 
 /// The mount point of `destination` inside `rootfs`, created as a directory when missing.
-fn target_in(rootfs: &Path, destination: &Path) -> Result<PathBuf, String> {
+fn target_in(rootfs: &Path, destination: &Path) -> Result<PathBuf, ShimError> {
     let target = wasmcell_core::secure_join(rootfs, destination).map_err(|e| {
-        format!(
+        ShimError::Workload(format!(
             "failed to resolve the mount destination {}: {e}",
             destination.display()
-        )
+        ))
     })?;
     std::fs::create_dir_all(&target).map_err(|e| {
-        format!(
-            "failed to create the mount point {} in the rootfs: {e}",
-            destination.display()
+        ShimError::io(
+            format!(
+                "failed to create the mount point {} in the rootfs",
+                destination.display()
+            ),
+            e,
         )
     })?;
     Ok(target)

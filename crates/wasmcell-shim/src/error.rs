@@ -18,9 +18,13 @@ pub enum ShimError {
     /// The call is not implemented by this shim.
     #[error("{0} is not supported by the wasmcell shim")]
     Unimplemented(&'static str),
-    /// The workload could not be prepared: bad bundle, entrypoint, or module.
+    /// The workload could not be prepared: bad bundle, spec, entrypoint, or module.
     #[error("{0}")]
     Workload(String),
+    /// The shim's own configuration is unusable: a setting of its environment (the manager's
+    /// `WASMCELL_MANAGER_*` variables) has a value it cannot apply.
+    #[error("{0}")]
+    Config(String),
     /// A system call or file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -45,7 +49,9 @@ impl From<ShimError> for ttrpc::Error {
         let code = match &e {
             ShimError::NotFound(_) => ttrpc::Code::NOT_FOUND,
             ShimError::AlreadyExists(_) => ttrpc::Code::ALREADY_EXISTS,
-            ShimError::FailedPrecondition(_) => ttrpc::Code::FAILED_PRECONDITION,
+            ShimError::FailedPrecondition(_) | ShimError::Config(_) => {
+                ttrpc::Code::FAILED_PRECONDITION
+            }
             ShimError::InvalidArgument(_) | ShimError::Workload(_) => ttrpc::Code::INVALID_ARGUMENT,
             ShimError::Unimplemented(_) => ttrpc::Code::UNIMPLEMENTED,
             ShimError::Io { .. } => ttrpc::Code::INTERNAL,
@@ -89,6 +95,15 @@ mod tests {
         assert_eq!(
             status(ShimError::Workload("x".into())).0,
             ttrpc::Code::INVALID_ARGUMENT
+        );
+        assert_eq!(
+            status(ShimError::Config(
+                "WASMCELL_MANAGER_CPU_SHARES=1: must be 2 to 262144".into()
+            )),
+            (
+                ttrpc::Code::FAILED_PRECONDITION,
+                "WASMCELL_MANAGER_CPU_SHARES=1: must be 2 to 262144".into()
+            )
         );
         let io = ShimError::io("failed to open /x", std::io::Error::other("boom"));
         assert_eq!(

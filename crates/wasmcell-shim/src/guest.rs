@@ -19,6 +19,7 @@ use wasmcell_core::{Engine, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary, Wo
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 use crate::artifact::{Containerd, LoadError};
+use crate::ShimError;
 
 /// argv\[1\] that selects the guest process.
 pub(crate) const SUBCOMMAND: &str = "guest";
@@ -36,7 +37,7 @@ pub(crate) const ADDRESS_ENV: &str = "WASMCELL_CONTAINERD_ADDRESS";
 pub(crate) const NAMESPACE_ENV: &str = "WASMCELL_CONTAINERD_NAMESPACE";
 
 /// Exit status when the shim went away before starting the guest.
-const EXIT_NOT_STARTED: i32 = 137;
+const EXIT_NOT_STARTED: i32 = wasmcell_core::EXIT_KILLED;
 
 pub(crate) fn main(args: &[String]) -> i32 {
     let Some(bundle) = flag(args, "--bundle").map(PathBuf::from) else {
@@ -56,9 +57,11 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let (plan, wasm, engine) = match set_up {
         Ok(Some(ready)) => ready,
         Ok(None) => return EXIT_NOT_STARTED,
-        Err((code, message)) => {
-            let _ = writeln!(control, "error {}", one_line(&message));
-            return code;
+        Err(e) => {
+            // The error's own message: each error of the set-up already ends with its cause's,
+            // which `{:#}` would repeat, and the shim reports this text as it is.
+            let _ = writeln!(control, "error {}", one_line(&e.to_string()));
+            return exit_status(&e);
         }
     };
     if writeln!(control, "ready {}", timings.report()).is_err() {
@@ -108,11 +111,12 @@ fn close_inherited_fds() {
     }
 }
 
-/// Why set-up failed: the exit status and the message for the shim.
-type Failure = (i32, String);
-
-fn config_error(message: String) -> Failure {
-    (wasmcell_core::EXIT_CONFIG_ERROR, message)
+/// The exit status a failed set-up calls for: a module that could not be loaded or compiled
+/// says which ([`LoadError::exit_code`]); anything else (a [`ShimError`] of the namespaces, the
+/// root or the confinement) is the container's configuration that could not be applied.
+fn exit_status(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<LoadError>()
+        .map_or(wasmcell_core::EXIT_CONFIG_ERROR, LoadError::exit_code)
 }
 
 /// Everything between the spawn and `ready`, in this order: join the cgroup (v1) while this
@@ -120,15 +124,16 @@ fn config_error(message: String) -> Failure {
 /// the rest is accounted to the container and the cgroup namespace is rooted there); enter the
 /// namespaces; read and compile the module from the host's side (the node's cache); confine
 /// what needs the host's `/proc`; pivot into the container's root; drop to the container's
-/// user, capabilities and seccomp filter. `None`: the shim went away before `p`.
+/// user, capabilities and seccomp filter. `None`: the shim went away before `p`. An error is a
+/// [`LoadError`] or a [`ShimError`] ([`exit_status`]).
 fn set_up(
     args: &[String],
     bundle: &Path,
     id: &str,
     control: &mut UnixStream,
     timings: &mut Timings,
-) -> Result<Option<(RunPlan, WasmBinary, WasmtimeEngine)>, Failure> {
-    join_cgroup(args).map_err(config_error)?;
+) -> anyhow::Result<Option<(RunPlan, WasmBinary, WasmtimeEngine)>> {
+    join_cgroup(args)?;
     let mut byte = [0u8; 1];
     match control.read(&mut byte) {
         Ok(1) if byte[0] == PREPARE => {}
@@ -139,20 +144,19 @@ fn set_up(
         namespace: std::env::var(NAMESPACE_ENV).unwrap_or_default(),
     };
     step(control, "entering the namespaces");
-    let spec = enter_namespaces(bundle).map_err(config_error)?;
+    let spec = enter_namespaces(bundle)?;
     timings.mark("namespaces");
     // Hashing and compiling may use a thread pool: a joined one, so that this process is back
     // to one thread for its confinement (capabilities and seccomp are per thread).
     let (plan, wasm, engine) = wasmcell_core::fork::with_joined_pool(|| {
         prepare(&spec, bundle, id, &containerd, timings, control)
-    })
-    .map_err(|e| (e.exit_code(), e.to_string()))?;
+    })?;
     step(control, "confining the process");
-    crate::confine::prepare(&spec).map_err(config_error)?;
+    crate::confine::prepare(&spec)?;
     step(control, "entering the container's root");
-    let plan = enter_root(&spec, bundle, &plan, &wasm).map_err(config_error)?;
+    let plan = enter_root(&spec, bundle, &plan, &wasm)?;
     timings.mark("root");
-    crate::confine::apply(&spec).map_err(config_error)?;
+    crate::confine::apply(&spec)?;
     timings.mark("confine");
     Ok(Some((plan, wasm, engine)))
 }
@@ -187,23 +191,23 @@ fn enter_root(
     bundle: &Path,
     host_plan: &RunPlan,
     wasm: &WasmBinary,
-) -> Result<RunPlan, String> {
+) -> Result<RunPlan, ShimError> {
     // Only the root and the mounts are read from it: an artifact's spec may have no args, and
     // its argv is the host plan's anyway.
     let mut spec = spec.clone();
     if let Some(process) = spec.process_mut() {
         process.set_args(Some(host_plan.args.clone()));
     }
-    let workload = WorkloadSpec::from_oci(&spec).map_err(|e| e.to_string())?;
+    let workload = WorkloadSpec::from_oci(&spec).map_err(|e| ShimError::Workload(e.to_string()))?;
     let rootfs = host_plan
         .preopens
         .iter()
         .find(|p| p.guest == "/")
         .map(|p| p.host.clone())
-        .ok_or("the run plan has no rootfs")?;
+        .ok_or_else(|| ShimError::Workload("the run plan has no rootfs".into()))?;
     let inside = crate::container_root::enter(&workload, bundle, &rootfs)?;
     let inside = RunPlan::resolve_with_module(&inside, Path::new("/"), wasm.path().into())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ShimError::Workload(e.to_string()))?;
     // Only where the directories are changes: argv, env and grants stay the host plan's (an
     // artifact's argv, for one, is not the spec's).
     let mut plan = host_plan.clone();
@@ -249,23 +253,28 @@ impl Timings {
 }
 
 /// Load the bundle's spec and enter the namespaces it names; returns the spec.
-fn enter_namespaces(bundle: &Path) -> Result<Spec, String> {
+fn enter_namespaces(bundle: &Path) -> Result<Spec, ShimError> {
     let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|e| format!("failed to load {}: {e}", path.display()))?;
+    let spec = Spec::load(&path)
+        .map_err(|e| ShimError::Workload(format!("failed to load {}: {e}", path.display())))?;
     crate::namespaces::enter(&spec)?;
     Ok(spec)
 }
 
 /// Move this process into its cgroup by writing `0` to each `--cgroup-tasks` file. Only the
 /// calling thread moves, so this must run before any other thread starts.
-fn join_cgroup(args: &[String]) -> Result<(), String> {
+fn join_cgroup(args: &[String]) -> Result<(), ShimError> {
     let files = args
         .windows(2)
         .filter(|w| w[0] == "--cgroup-tasks")
         .map(|w| Path::new(&w[1]));
     for file in files {
-        std::fs::write(file, "0")
-            .map_err(|e| format!("failed to join cgroup through {}: {e}", file.display()))?;
+        std::fs::write(file, "0").map_err(|e| {
+            ShimError::io(
+                format!("failed to join cgroup through {}", file.display()),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

@@ -18,9 +18,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use wasmcell_core::WasmBinary;
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
+use crate::bootstrap::one_message;
 use crate::reaper::Reaper;
 use crate::ShimError;
 
@@ -49,23 +51,25 @@ pub(crate) fn main(args: &[String]) -> i32 {
     match compile(Path::new(root), Path::new(module)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{e}");
+            // The manager puts this line in the Create's error (`compile_in_helper`).
+            eprintln!("{e:#}");
             1
         }
     }
 }
 
-fn compile(root: &Path, module: &Path) -> Result<(), String> {
+/// The helper's work. The module's and the engine's errors already name the module and their
+/// cause, and are passed on as they are.
+fn compile(root: &Path, module: &Path) -> anyhow::Result<()> {
     use nix::sys::resource::{setrlimit, Resource};
     // The first the kernel stops if the manager's cgroup runs out of memory.
     let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let max = compile_memory_max();
-    setrlimit(Resource::RLIMIT_DATA, max, max)
-        .map_err(|e| format!("failed to cap the compile's memory: {e}"))?;
-    let wasm = WasmBinary::read_in_root(root, module).map_err(|e| e.to_string())?;
+    setrlimit(Resource::RLIMIT_DATA, max, max).context("failed to cap the compile's memory")?;
+    let wasm = WasmBinary::read_in_root(root, module).map_err(one_message)?;
     let cache = CompileCache::node();
-    let engine = WasmtimeEngine::with_cache(cache).map_err(|e| e.to_string())?;
-    engine.precompile(&wasm).map_err(|e| e.to_string())
+    let engine = WasmtimeEngine::with_cache(cache).map_err(one_message)?;
+    engine.precompile(&wasm).map_err(one_message)
 }
 
 /// In the manager (blocking): have a helper compile `module` (inside `root`) for container

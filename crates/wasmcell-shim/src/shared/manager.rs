@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Flags;
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 use super::SharedMode;
 use super::{Activity, IDLE_EXIT, MANAGER_ENV};
-use crate::bootstrap::{ensure_server, launch_server, socket_path, with_suffix};
+use crate::bootstrap::{ensure_server, launch_server, one_message, socket_path, with_suffix};
+use crate::cgroup::Cgroup;
 use crate::events::Events;
 use crate::reaper::Reaper;
 use crate::task::mode::Mode;
@@ -43,9 +45,8 @@ fn max_managers() -> usize {
 /// `start` in shared mode: make sure a manager with room runs (the first that has not said it
 /// is full, see capacity.rs) and answer with its address. When every one is full, the first
 /// gets the container, and refuses it if it truly has no room, naming its limit.
-pub(crate) fn start(flags: &Flags) -> Result<String, String> {
-    let bundle =
-        std::env::current_dir().map_err(|e| format!("failed to read the bundle dir: {e}"))?;
+pub(crate) fn start(flags: &Flags) -> anyhow::Result<String> {
+    let bundle = std::env::current_dir().context("failed to read the bundle dir")?;
     let count = max_managers();
     let n = (0..count)
         .find(|&n| {
@@ -60,47 +61,37 @@ pub(crate) fn start(flags: &Flags) -> Result<String, String> {
         let log = with_suffix(&path, ".log");
         launch_server(flags, &id, &address, listener, Some(&log))
     })?;
-    std::fs::write(bundle.join("address"), &address)
-        .map_err(|e| format!("failed to write {}: {e}", bundle.join("address").display()))?;
+    let address_file = bundle.join("address");
+    std::fs::write(&address_file, &address)
+        .with_context(|| format!("failed to write {}", address_file.display()))?;
     Ok(address)
 }
 
 /// Run the manager on the listening socket `start` handed over, until it has been idle.
-pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
+pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> anyhow::Result<()> {
     std::env::remove_var(MANAGER_ENV);
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| {
-        "TTRPC_ADDRESS is not set; the manager must be started by containerd".to_string()
-    })?;
+    let Ok(ttrpc_address) = std::env::var("TTRPC_ADDRESS") else {
+        anyhow::bail!("TTRPC_ADDRESS is not set; the manager must be started by containerd");
+    };
     let publisher = RemotePublisher::new(&ttrpc_address)
-        .map_err(|e| format!("failed to connect to containerd at {ttrpc_address}: {e}"))?;
+        .map_err(one_message)
+        .with_context(|| format!("failed to connect to containerd at {ttrpc_address}"))?;
     let events = Events::start(publisher, ttrpc_address.clone(), flags.namespace.clone());
     raise_file_limit();
     // Out of containerd's cgroup, before the reaper and the executor start their threads.
-    let own_cgroup = match super::own_cgroup::ManagerLimits::for_this_manager(&flags.socket)
-        .and_then(|limits| super::own_cgroup::enter(&limits))
-    {
-        Ok(cgroup) => Some(cgroup),
-        Err(e) => {
-            tracing::error!(error = %e, "the manager stays in containerd's cgroup");
-            None
-        }
-    };
+    let own_cgroup = enter_own_cgroup(&flags.socket);
     // Mounting a rootfs may fork a helper, which containerd-shim's monitor waits for through
     // the reaper.
     // Linux containers' init processes (runc's) are reparented to the manager and reaped here.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
-    let reaper = Reaper::start().map_err(|e| format!("failed to start the reaper: {e}"))?;
+    let reaper = Reaper::start().context("failed to start the reaper")?;
     let cache = CompileCache::node();
-    let engine = Arc::new(WasmtimeEngine::with_cache(cache).map_err(|e| format!("engine: {e}"))?);
+    let engine = Arc::new(WasmtimeEngine::with_cache(cache).context("engine")?);
     let activity = Arc::new(Activity::new());
 
-    let idle = std::env::var("WASMCELL_MANAGER_IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(IDLE_EXIT);
+    let idle = idle_exit();
     let containerd_socket = PathBuf::from(
         flags
             .address
@@ -116,19 +107,8 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     // everything it does (Creates' compiles, Linux containers, events) on the other, so that
     // however busy the guests are, a request is served and a kill acted on without waiting
     // behind them.
-    // A spinning guest runs up to an epoch tick (5 ms) between yields: its worker takes new
-    // tasks from the shared queue, and I/O and timer events, every other turn rather than
-    // tokio's default of every 31 and 61, or a new guest and a sleeping guest's wake-up would
-    // wait that many ticks behind each spinner.
-    let guests = tokio::runtime::Builder::new_multi_thread()
-        .global_queue_interval(2)
-        .event_interval(2)
-        .enable_all()
-        .max_blocking_threads(blocking_threads())
-        .thread_name("wasmcell-guest")
-        .build()
-        .map_err(|e| format!("failed to start the guests' async runtime: {e}"))?;
-    let runtime = crate::task::rpc::serving_runtime("wasmcell-manager")?;
+    let guests = guests_runtime()?;
+    let runtime = crate::task::rpc::serving_runtime("wasmcell-manager").map_err(one_message)?;
     let capacity = Arc::new(super::capacity::Capacity::new(&socket_path(&flags.socket)));
     let mode = SharedMode::new(
         engine,
@@ -139,7 +119,9 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
     );
     let service = Arc::new(TaskService::new(Mode::Shared(mode), events.clone(), reaper));
     runtime.block_on(async move {
-        let mut server = crate::task::rpc::serve(listener, service).await?;
+        let mut server = crate::task::rpc::serve(listener, service)
+            .await
+            .map_err(one_message)?;
         tracing::info!(socket = %flags.socket, pid = std::process::id(), "manager serving");
         // The manager outlives containerd: its guests keep running while containerd is
         // stopped or restarting (their exits wait in the event queue), as runc's shims do. It
@@ -152,7 +134,7 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
-        Ok::<(), String>(())
+        anyhow::Ok(())
     })?;
     // No guest is left; a file call a killed guest left blocked must not hold the exit.
     guests.shutdown_timeout(Duration::from_secs(1));
@@ -163,6 +145,45 @@ pub(crate) fn serve(flags: &Flags, listener: OwnedFd) -> Result<(), String> {
         super::own_cgroup::leave(cgroup);
     }
     Ok(())
+}
+
+/// Move the manager into a cgroup of its own ([`super::own_cgroup`]); when it cannot, it stays
+/// in containerd's, and says why.
+fn enter_own_cgroup(manager_socket: &str) -> Option<Cgroup> {
+    match super::own_cgroup::ManagerLimits::for_this_manager(manager_socket)
+        .and_then(|limits| super::own_cgroup::enter(&limits))
+    {
+        Ok(cgroup) => Some(cgroup),
+        Err(e) => {
+            tracing::error!(error = %e, "the manager stays in containerd's cgroup");
+            None
+        }
+    }
+}
+
+/// How long the manager stays with no container: `WASMCELL_MANAGER_IDLE_SECS`, else
+/// [`IDLE_EXIT`].
+fn idle_exit() -> Duration {
+    std::env::var("WASMCELL_MANAGER_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(IDLE_EXIT)
+}
+
+/// The executor the guests run on. A spinning guest runs up to an epoch tick (5 ms) between
+/// yields: its worker takes new tasks from the shared queue, and I/O and timer events, every
+/// other turn rather than tokio's default of every 31 and 61, or a new guest and a sleeping
+/// guest's wake-up would wait that many ticks behind each spinner.
+fn guests_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .global_queue_interval(2)
+        .event_interval(2)
+        .enable_all()
+        .max_blocking_threads(blocking_threads())
+        .thread_name("wasmcell-guest")
+        .build()
+        .context("failed to start the guests' async runtime")
 }
 
 /// Threads of the guests' blocking pool (their file I/O):

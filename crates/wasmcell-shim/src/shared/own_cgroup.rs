@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
 
 use crate::cgroup::Cgroup;
+use crate::ShimError;
 
 pub(crate) const CGROUP_ENV: &str = "WASMCELL_MANAGER_CGROUP";
 pub(crate) const MEMORY_MAX_ENV: &str = "WASMCELL_MANAGER_MEMORY_MAX";
@@ -40,17 +41,17 @@ pub(crate) struct ManagerLimits {
 impl ManagerLimits {
     /// The limits from `env` (a lookup of the environment), for the manager serving on
     /// `manager_socket` (named by a hash of its containerd's address), whose containerd's OOM
-    /// score adjustment is `containerd_score`.
+    /// score adjustment is `containerd_score`. A value it cannot use is a [`ShimError::Config`]
+    /// naming the variable.
     pub(crate) fn from_env(
         env: impl Fn(&str) -> Option<String>,
         manager_socket: &str,
         containerd_score: i32,
         node_memory: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ShimError> {
         let cgroup = match env(CGROUP_ENV) {
-            Some(raw) => {
-                crate::cgroup_path::resolve(&raw).map_err(|why| format!("{CGROUP_ENV}: {why}"))?
-            }
+            Some(raw) => crate::cgroup_path::resolve(&raw)
+                .map_err(|why| ShimError::Config(format!("{CGROUP_ENV}: {why}")))?,
             None => {
                 let name = Path::new(manager_socket)
                     .file_name()
@@ -64,28 +65,29 @@ impl ManagerLimits {
                 PathBuf::from(format!("/wasmcell/manager-{hash}"))
             }
         };
-        let number = |name: &str| -> Result<Option<i64>, String> {
+        let number = |name: &str| -> Result<Option<i64>, ShimError> {
             env(name)
                 .map(|v| {
-                    v.trim()
-                        .parse::<i64>()
-                        .map_err(|e| format!("{name}={v:?}: not a whole number: {e}"))
+                    v.trim().parse::<i64>().map_err(|e| {
+                        ShimError::Config(format!("{name}={v:?}: not a whole number: {e}"))
+                    })
                 })
                 .transpose()
         };
+        let bad = |why: String| Err(ShimError::Config(why));
         let memory_max = number(MEMORY_MAX_ENV)?
             .unwrap_or_else(|| i64::try_from(node_memory / 2).unwrap_or(i64::MAX));
         if memory_max <= 0 {
-            return Err(format!("{MEMORY_MAX_ENV}={memory_max}: must be above zero"));
+            return bad(format!("{MEMORY_MAX_ENV}={memory_max}: must be above zero"));
         }
         let cpu_shares = match number(CPU_SHARES_ENV)? {
             Some(s) if (2..=262_144).contains(&s) => s as u64,
-            Some(s) => return Err(format!("{CPU_SHARES_ENV}={s}: must be 2 to 262144")),
+            Some(s) => return bad(format!("{CPU_SHARES_ENV}={s}: must be 2 to 262144")),
             None => 1024,
         };
         let oom_score_adj = match number(OOM_SCORE_ADJ_ENV)? {
             Some(s) if (-1000..=1000).contains(&s) => s as i32,
-            Some(s) => return Err(format!("{OOM_SCORE_ADJ_ENV}={s}: must be -1000 to 1000")),
+            Some(s) => return bad(format!("{OOM_SCORE_ADJ_ENV}={s}: must be -1000 to 1000")),
             None => (containerd_score + 1).min(1000),
         };
         Ok(ManagerLimits {
@@ -97,7 +99,7 @@ impl ManagerLimits {
     }
 
     /// The limits for this process, from its environment.
-    pub(crate) fn for_this_manager(manager_socket: &str) -> Result<Self, String> {
+    pub(crate) fn for_this_manager(manager_socket: &str) -> Result<Self, ShimError> {
         let containerd_score = containerd_oom_score();
         Self::from_env(
             |name| std::env::var(name).ok(),
@@ -110,28 +112,29 @@ impl ManagerLimits {
 
 /// Move this process into its cgroup with its limits, and set its OOM score. Called once at
 /// the manager's start, before it runs any guest. Returns the cgroup, to leave at exit.
-pub(crate) fn enter(limits: &ManagerLimits) -> Result<Cgroup, String> {
+pub(crate) fn enter(limits: &ManagerLimits) -> Result<Cgroup, ShimError> {
+    let invalid = |e: oci_spec::OciSpecError| {
+        ShimError::Config(format!("invalid limits for the manager's cgroup: {e}"))
+    };
     let resources = LinuxResourcesBuilder::default()
         .memory(
             LinuxMemoryBuilder::default()
                 .limit(limits.memory_max)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(invalid)?,
         )
         .cpu(
             LinuxCpuBuilder::default()
                 .shares(limits.cpu_shares)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(invalid)?,
         )
         .build()
-        .map_err(|e| e.to_string())?;
-    let cgroup = Cgroup::open(&limits.cgroup, "manager").map_err(|e| e.to_string())?;
-    cgroup
-        .add(std::process::id() as i32, Some(&resources))
-        .map_err(|e| e.to_string())?;
+        .map_err(invalid)?;
+    let cgroup = Cgroup::open(&limits.cgroup, "manager")?;
+    cgroup.add(std::process::id() as i32, Some(&resources))?;
     std::fs::write("/proc/self/oom_score_adj", limits.oom_score_adj.to_string())
-        .map_err(|e| format!("failed to set the manager's oom_score_adj: {e}"))?;
+        .map_err(|e| ShimError::io("failed to set the manager's oom_score_adj", e))?;
     tracing::info!(
         cgroup = %limits.cgroup.display(),
         memory_max = limits.memory_max,
@@ -234,7 +237,8 @@ mod tests {
         ] {
             let err = ManagerLimits::from_env(env(&[(name, value)]), "/c.sock", 0, 8 << 30)
                 .expect_err("refused");
-            assert!(err.contains(name), "{err}");
+            assert!(matches!(err, ShimError::Config(_)), "{err}");
+            assert!(err.to_string().contains(name), "{err}");
         }
     }
 }

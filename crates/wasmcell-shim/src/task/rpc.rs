@@ -36,30 +36,33 @@ fn namespace(ctx: &TtrpcContext) -> Option<&str> {
 
 /// The executor that serves the Task API: two workers; Create's preparation and runc's calls
 /// run on its blocking pool, so a slow Create never holds another container's requests.
-pub(crate) fn serving_runtime(thread_name: &str) -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn serving_runtime(thread_name: &str) -> Result<tokio::runtime::Runtime, ShimError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name(thread_name)
         .build()
-        .map_err(|e| format!("failed to start the async runtime: {e}"))
+        .map_err(|e| ShimError::io("failed to start the async runtime", e))
 }
 
 /// Serve `service` on the listening socket `listener` (call within the executor).
-pub(crate) async fn serve(listener: OwnedFd, service: Arc<TaskService>) -> Result<Server, String> {
+pub(crate) async fn serve(
+    listener: OwnedFd,
+    service: Arc<TaskService>,
+) -> Result<Server, ShimError> {
+    let failed = |e| ShimError::io("failed to use the shim socket", e);
     let listener = UnixListener::from(listener);
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("failed to use the shim socket: {e}"))?;
-    let listener = tokio::net::UnixListener::from_std(listener)
-        .map_err(|e| format!("failed to use the shim socket: {e}"))?;
+    listener.set_nonblocking(true).map_err(failed)?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(failed)?;
     let mut server = Server::new()
         .add_listener(listener.into())
         .register_service(task_methods(service));
-    server
-        .start()
-        .await
-        .map_err(|e| format!("failed to start the ttrpc server: {e}"))?;
+    server.start().await.map_err(|e| {
+        ShimError::io(
+            "failed to start the ttrpc server",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     Ok(server)
 }
 
