@@ -74,8 +74,8 @@ pub(crate) enum LoadError {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Lookup {
     /// containerd could not be reached or refused a call.
-    #[error("{0}")]
-    Containerd(String),
+    #[error(transparent)]
+    Containerd(#[from] CallError),
     /// The image is not a usable Wasm artifact.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -91,6 +91,12 @@ impl LoadError {
         }
     }
 }
+
+/// A call to containerd that failed: it could not be reached, did not answer in time, or
+/// refused; the message names the address or what was asked.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct CallError(String);
 
 /// containerd's gRPC API for one namespace: where the shim looks up artifact images.
 #[derive(Debug, Clone)]
@@ -195,11 +201,15 @@ fn from_image(
 }
 
 impl Containerd {
-    fn connect(&self) -> Result<Client, String> {
+    fn connect(&self) -> Result<Client, CallError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("failed to start a runtime to reach containerd: {e}"))?;
+            .map_err(|e| {
+                CallError(format!(
+                    "failed to start a runtime to reach containerd: {e}"
+                ))
+            })?;
         let path = self
             .address
             .strip_prefix("unix://")
@@ -209,12 +219,18 @@ impl Containerd {
             .block_on(async {
                 tokio::time::timeout(CALL_TIMEOUT, containerd_client::connect(&path)).await
             })
-            .map_err(|_| format!("containerd at {path} did not answer in {CALL_TIMEOUT:?}"))?
-            .map_err(|e| format!("failed to connect to containerd at {path}: {e}"))?;
-        let namespace = self
-            .namespace
-            .parse()
-            .map_err(|_| format!("namespace {:?} is not a valid header", self.namespace))?;
+            .map_err(|_| {
+                CallError(format!(
+                    "containerd at {path} did not answer in {CALL_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|e| CallError(format!("failed to connect to containerd at {path}: {e}")))?;
+        let namespace = self.namespace.parse().map_err(|_| {
+            CallError(format!(
+                "namespace {:?} is not a valid header",
+                self.namespace
+            ))
+        })?;
         Ok(Client {
             origin: self.clone(),
             runtime,
@@ -239,16 +255,20 @@ struct Client {
 
 impl Client {
     /// The image container `id` was created from, or `None` if it names none.
-    fn image_of(&self, id: &str) -> Result<Option<String>, String> {
+    fn image_of(&self, id: &str) -> Result<Option<String>, CallError> {
         let container = self.call(async {
             ContainersClient::new(self.channel.clone())
                 .get(self.request(GetContainerRequest { id: id.to_string() }))
                 .await
         });
         let container = container
-            .map_err(|e| format!("failed to look up container {id} in containerd: {e}"))?
+            .map_err(|e| {
+                CallError(format!(
+                    "failed to look up container {id} in containerd: {e}"
+                ))
+            })?
             .container
-            .ok_or_else(|| format!("containerd returned no container {id}"))?;
+            .ok_or_else(|| CallError(format!("containerd returned no container {id}")))?;
         Ok(Some(container.image).filter(|i| !i.is_empty()))
     }
 
@@ -268,7 +288,7 @@ impl Client {
             let (containerd, image, found) =
                 (self.origin.clone(), image.to_string(), layer.clone());
             let fetch: FetchBytes = Box::new(move || {
-                let client = containerd.connect()?;
+                let client = containerd.connect().map_err(|e| e.to_string())?;
                 let store = ContentStore {
                     client: &client,
                     image: &image,
@@ -286,7 +306,7 @@ impl Client {
 
     /// The descriptor image `image` points at (a manifest or an index).
     fn image_target(&self, image: &str) -> Result<Descriptor, Lookup> {
-        let invalid = |m: String| Lookup::Containerd(m);
+        let invalid = |m: String| Lookup::Containerd(CallError(m));
         let found = self.call(async {
             ImagesClient::new(self.channel.clone())
                 .get(self.request(GetImageRequest {
@@ -376,17 +396,17 @@ impl Client {
                 containerd_client::tonic::Status,
             >,
         >,
-    ) -> Result<T, String> {
+    ) -> Result<T, CallError> {
         self.runtime
             .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
             .map_err(|_| {
-                format!(
+                CallError(format!(
                     "containerd at {} did not answer in {CALL_TIMEOUT:?}",
                     self.address
-                )
+                ))
             })?
             .map(|r| r.into_inner())
-            .map_err(|status| status.message().to_string())
+            .map_err(|status| CallError(status.message().to_string()))
     }
 }
 
