@@ -5,9 +5,10 @@
 //! 1. [`WorkloadSpec::from_oci`] parses and validates an OCI runtime spec (`config.json`) with no
 //!    I/O: entrypoint, args, env, cwd, mounts, memory limit.
 //! 2. [`RunPlan::resolve`] resolves that spec against the filesystem: the entrypoint inside the
-//!    rootfs (symlinks cannot leave it), and one [`Preopen`] per directory the guest may reach.
+//!    rootfs (symlinks cannot leave it; a [`ModuleSource`]), and one [`Preopen`] per directory
+//!    the guest may reach.
 //!    [`RunPlan::for_module`] builds a plan for a bare module plus explicit grants instead.
-//! 3. [`WasmBinary::read`] tells a core module from a component by its header and computes the
+//! 3. [`ModuleSource::read`] ([`WasmBinary::read`] for a bare module) tells a core module from a component by its header and computes the
 //!    module's digest, without keeping its bytes (an engine that finds compiled code needs none).
 //! 4. An [`Engine`] runs the plan with the given [`Stdio`] and returns a [`GuestExit`].
 //!
@@ -31,7 +32,7 @@ mod workload_kind;
 
 pub use engine::{Engine, EngineError, GuestExit, Interrupt};
 pub use error::Error;
-pub use module::{looks_like_wasm, FetchBytes, ModuleError, ModuleKind, WasmBinary};
+pub use module::{looks_like_wasm, FetchBytes, ModuleError, ModuleKind, ModuleSource, WasmBinary};
 pub use plan::{Access, DirGrant, Preopen, ResolveError, RunPlan};
 pub use rootfs_module::RootfsModule;
 pub use secure_join::secure_join;

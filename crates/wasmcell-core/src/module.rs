@@ -99,6 +99,25 @@ struct Binary {
     fetch: Option<Fetch>,
 }
 
+/// Where a module lies on the host before it is read (once read, its [`WasmBinary`] carries
+/// its path): what [`RunPlan::resolve`](crate::RunPlan::resolve) found at the entrypoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSource {
+    /// Host path of the module.
+    pub path: PathBuf,
+    /// The host directory (the rootfs, or a mount's source) `path` was resolved in:
+    /// [`ModuleSource::read`] opens it within that directory.
+    pub root: PathBuf,
+}
+
+impl ModuleSource {
+    /// Read the module ([`WasmBinary::read_in_root`]): a path component swapped for a symlink
+    /// since it was resolved cannot lead out of the directory it was resolved in.
+    pub fn read(&self) -> Result<WasmBinary, ModuleError> {
+        WasmBinary::read_in_root(&self.root, &self.path)
+    }
+}
+
 /// Fetches a module's bytes on demand, for [`WasmBinary::deferred`]; its error is a message.
 pub type FetchBytes = Box<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>;
 

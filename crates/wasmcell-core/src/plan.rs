@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::module::ModuleSource;
 use crate::secure_join::secure_join;
 use crate::spec::{normalize, WorkloadSpec};
 
@@ -117,11 +118,6 @@ impl DirGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunPlan {
-    /// Host path of the module to run.
-    pub module: PathBuf,
-    /// The host directory (the rootfs, or a mount's source) `module` was resolved in, when it
-    /// was resolved from a spec: [`RunPlan::read_module`] opens it within that directory.
-    pub module_root: Option<PathBuf>,
     /// Function to call instead of `_start` / `wasi:cli/run`.
     pub export: Option<String>,
     /// The guest's argv.
@@ -142,16 +138,20 @@ pub struct RunPlan {
 
 impl RunPlan {
     /// Read `config.json` from an OCI bundle and resolve it (both steps in one call).
-    pub fn from_bundle(bundle: &Path) -> Result<Self, crate::Error> {
+    pub fn from_bundle(bundle: &Path) -> Result<(Self, ModuleSource), crate::Error> {
         let spec = WorkloadSpec::load(bundle)?;
         Ok(Self::resolve(&spec, bundle)?)
     }
 
-    /// Resolve a validated spec against the filesystem. Relative paths in the spec are taken
-    /// from `bundle`.
-    pub fn resolve(spec: &WorkloadSpec, bundle: &Path) -> Result<Self, ResolveError> {
+    /// Resolve a validated spec against the filesystem: the plan, and where its module is (to
+    /// be read with [`ModuleSource::read`]). Relative paths in the spec are taken from
+    /// `bundle`.
+    pub fn resolve(
+        spec: &WorkloadSpec,
+        bundle: &Path,
+    ) -> Result<(Self, ModuleSource), ResolveError> {
         let (rootfs, preopens) = resolve_dirs(spec, bundle)?;
-        let (root, module) =
+        let (root, path) =
             resolve_entrypoint(&preopens, &spec.cwd, &spec.entrypoint, spec.path_env()).map_err(
                 |source| ResolveError::Entrypoint {
                     entrypoint: spec.entrypoint.clone(),
@@ -159,36 +159,21 @@ impl RunPlan {
                     source,
                 },
             )?;
-        let mut plan = Self::with_dirs(spec, module, preopens);
-        plan.module_root = Some(root);
-        Ok(plan)
-    }
-
-    /// Read the plan's module ([`WasmBinary::read`]), within the directory it was resolved in
-    /// when the plan knows it ([`WasmBinary::read_in_root`]): a path component swapped for a
-    /// symlink since the plan was made cannot lead out of that directory.
-    pub fn read_module(&self) -> Result<crate::WasmBinary, crate::ModuleError> {
-        match &self.module_root {
-            Some(root) => crate::WasmBinary::read_in_root(root, &self.module),
-            None => crate::WasmBinary::read(&self.module),
-        }
+        Ok((Self::with_dirs(spec, preopens), ModuleSource { path, root }))
     }
 
     /// Resolve a validated spec whose module does not live in its rootfs (the Wasm layer of
-    /// an OCI artifact): `module` is run, and the spec's args are passed as they are.
-    pub fn resolve_with_module(
+    /// an OCI artifact): its directories only; the spec's args are passed as they are.
+    pub fn resolve_without_entrypoint(
         spec: &WorkloadSpec,
         bundle: &Path,
-        module: PathBuf,
     ) -> Result<Self, ResolveError> {
         let (_, preopens) = resolve_dirs(spec, bundle)?;
-        Ok(Self::with_dirs(spec, module, preopens))
+        Ok(Self::with_dirs(spec, preopens))
     }
 
-    fn with_dirs(spec: &WorkloadSpec, module: PathBuf, preopens: Vec<Preopen>) -> Self {
+    fn with_dirs(spec: &WorkloadSpec, preopens: Vec<Preopen>) -> Self {
         RunPlan {
-            module,
-            module_root: None,
             export: spec.export.clone(),
             args: spec.args.clone(),
             env: spec.env.clone(),
@@ -223,8 +208,6 @@ impl RunPlan {
         let mut argv = vec![module.display().to_string()];
         argv.extend(args);
         Ok(RunPlan {
-            module: module.to_path_buf(),
-            module_root: None,
             export: None,
             args: argv,
             env,
@@ -405,7 +388,7 @@ mod tests {
     #[test]
     fn a_module_swapped_for_a_symlink_out_of_the_rootfs_is_not_read() {
         let b = bundle();
-        let plan =
+        let (_, source) =
             RunPlan::resolve(&workload("/app/main.wasm", "/", vec![]), b.path()).expect("resolve");
         // After the plan: `app` becomes a symlink to a directory outside the rootfs, whose
         // main.wasm is a valid module.
@@ -415,7 +398,7 @@ mod tests {
         let app = b.path().join("rootfs/app");
         std::fs::rename(&app, b.path().join("rootfs/app-moved")).expect("rename");
         symlink(&outside, &app).expect("symlink");
-        match plan.read_module() {
+        match source.read() {
             // Resolved inside the rootfs, the link's target does not exist there.
             Err(e) => assert!(matches!(e, crate::ModuleError::NotFound { .. }), "{e}"),
             Ok(wasm) => panic!("read {} from outside the rootfs", wasm.path().display()),
@@ -436,8 +419,8 @@ mod tests {
                 readonly: true,
             }],
         );
-        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
-        assert_eq!(plan.module, root.join("app/main.wasm"));
+        let (plan, source) = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        assert_eq!(source.path, root.join("app/main.wasm"));
         assert_eq!(
             plan.preopens,
             vec![
@@ -462,8 +445,8 @@ mod tests {
         let root = b.path().join("rootfs").canonicalize().expect("canonical");
         let mut spec = workload("main.wasm", "/app", vec![]);
         spec.root_readonly = true;
-        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
-        assert_eq!(plan.module, root.join("app/main.wasm"));
+        let (plan, source) = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        assert_eq!(source.path, root.join("app/main.wasm"));
         assert_eq!(
             plan.preopens.last(),
             Some(&Preopen {
@@ -496,14 +479,14 @@ mod tests {
             crate::WorkloadKind::Wasm
         );
         let spec = WorkloadSpec::from_oci(&oci).expect("valid");
-        let plan = RunPlan::resolve(&spec, b.path()).expect("resolve");
+        let (_, source) = RunPlan::resolve(&spec, b.path()).expect("resolve");
         let root = b.path().join("rootfs").canonicalize().expect("canonical");
-        assert_eq!(plan.module, root.join("app/main"));
+        assert_eq!(source.path, root.join("app/main"));
         // Without it in PATH, the working directory is where it is looked for.
         let mut in_cwd = workload("main.wasm", "/app", vec![]);
         in_cwd.env = vec![("PATH".into(), "/bin".into())];
-        let plan = RunPlan::resolve(&in_cwd, b.path()).expect("resolve");
-        assert_eq!(plan.module, root.join("app/main.wasm"));
+        let (_, source) = RunPlan::resolve(&in_cwd, b.path()).expect("resolve");
+        assert_eq!(source.path, root.join("app/main.wasm"));
     }
 
     #[test]
@@ -513,17 +496,17 @@ mod tests {
         std::fs::write(b.path().join("outside.wasm"), b"\0asm").expect("write");
         symlink("../../outside.wasm", b.path().join("rootfs/app/link.wasm")).expect("symlink");
         for entry in ["../outside.wasm", "/../outside.wasm", "/app/link.wasm"] {
-            let plan =
+            let (_, source) =
                 RunPlan::resolve(&workload(entry, "/app", vec![]), b.path()).expect("resolve");
             assert!(
-                plan.module.starts_with(&root),
+                source.path.starts_with(&root),
                 "{entry} -> {}",
-                plan.module.display()
+                source.path.display()
             );
             assert!(
-                !plan.module.exists(),
+                !source.path.exists(),
                 "{entry} reached {}",
-                plan.module.display()
+                source.path.display()
             );
         }
     }

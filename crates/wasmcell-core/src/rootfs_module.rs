@@ -7,7 +7,7 @@ use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
-use crate::{Error, ModuleError, ResolveError, RunPlan, WasmBinary, WorkloadSpec};
+use crate::{Error, ModuleError, ModuleSource, ResolveError, RunPlan, WasmBinary, WorkloadSpec};
 
 /// What the rootfs of a bundle holds.
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub enum RootfsModule {
     Found {
         /// The plan, resolved against the bundle.
         plan: RunPlan,
+        /// Where the module is (a host that compiles it elsewhere opens it there again).
+        source: ModuleSource,
         /// The module, read and checked.
         wasm: WasmBinary,
     },
@@ -40,14 +42,14 @@ impl RootfsModule {
             Err(e) if names_no_entrypoint => return Ok(RootfsModule::Absent { why: e.into() }),
             found => found?,
         };
-        let plan = match RunPlan::resolve(&workload, bundle) {
+        let (plan, source) = match RunPlan::resolve(&workload, bundle) {
             Err(e @ ResolveError::Entrypoint { .. }) if not_found(&e) => {
                 return Ok(RootfsModule::Absent { why: e.into() })
             }
             resolved => resolved?,
         };
-        match plan.read_module() {
-            Ok(wasm) => Ok(RootfsModule::Found { plan, wasm }),
+        match source.read() {
+            Ok(wasm) => Ok(RootfsModule::Found { plan, source, wasm }),
             Err(e @ ModuleError::NotFound { .. }) => Ok(RootfsModule::Absent { why: e.into() }),
             Err(e) => Err(e.into()),
         }

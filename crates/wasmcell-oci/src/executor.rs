@@ -22,7 +22,9 @@ use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
 use nix::sys::signal::Signal;
-use wasmcell_core::{Engine, Interrupt, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec};
+use wasmcell_core::{
+    Engine, Interrupt, ModuleSource, RunPlan, Stdio, WasmBinary, WorkloadKind, WorkloadSpec,
+};
 use wasmcell_wasmtime::{CompiledCode, WasmtimeEngine};
 
 use crate::fork::{ProgressWriter, Step};
@@ -173,17 +175,17 @@ fn caps_as_after_execve(spec: &Spec) -> Result<(), String> {
         .map_err(|e| format!("failed to drop capabilities for uid {uid}: {e}"))
 }
 
-/// The run plan as the guest sees the filesystem from inside the container: the rootfs is `/`
-/// and every bind mount is already at its destination.
-pub fn plan_in_container(spec: &Spec) -> Result<RunPlan, wasmcell_core::Error> {
+/// The run plan as the guest sees the filesystem from inside the container (the rootfs is `/`
+/// and every bind mount is already at its destination), and where its module is.
+pub fn plan_in_container(spec: &Spec) -> Result<(RunPlan, ModuleSource), wasmcell_core::Error> {
     let workload = WorkloadSpec::from_oci(spec)?.inside_root();
     Ok(RunPlan::resolve(&workload, Path::new("/"))?)
 }
 
 fn prepare(spec: &Spec, code: Option<&CompiledCode>) -> Result<Prepared, String> {
     let one = |e: wasmcell_core::Error| e.to_string();
-    let plan = plan_in_container(spec).map_err(one)?;
-    let wasm = plan.read_module().map_err(|e| e.to_string())?;
+    let (plan, source) = plan_in_container(spec).map_err(one)?;
+    let wasm = source.read().map_err(|e| e.to_string())?;
     let engine = WasmtimeEngine::new().map_err(|e| e.to_string())?;
     if let Some(code) = code {
         // SAFETY: `code` was made by `compiled_code` of an engine built by this same binary
@@ -271,9 +273,9 @@ mod tests {
             )
             .build()
             .expect("spec");
-        let plan = plan_in_container(&spec).expect("plan");
+        let (plan, source) = plan_in_container(&spec).expect("plan");
         assert_eq!(plan.preopens[0].guest, "/");
         assert_eq!(plan.preopens[0].host, Path::new("/"));
-        assert_eq!(plan.module, Path::new("/nonexistent-wasmcell-test.wasm"));
+        assert_eq!(source.path, Path::new("/nonexistent-wasmcell-test.wasm"));
     }
 }

@@ -28,7 +28,9 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use oci_spec::runtime::Spec;
-use wasmcell_core::{FetchBytes, ModuleKind, RootfsModule, RunPlan, WasmBinary, WorkloadSpec};
+use wasmcell_core::{
+    FetchBytes, ModuleKind, ModuleSource, RootfsModule, RunPlan, WasmBinary, WorkloadSpec,
+};
 use wasmcell_image::{find_artifact_layer, ArtifactError, ArtifactLayer, BlobSource, ImageError};
 use wasmcell_wasmtime::CompileCache;
 
@@ -107,13 +109,21 @@ pub(crate) struct Containerd {
     pub(crate) namespace: String,
 }
 
+/// A container's run plan and module, and where the module lies when it came from the rootfs
+/// (`None` for an image's Wasm layer, whose bytes come from containerd).
+pub(crate) struct Loaded {
+    pub(crate) plan: RunPlan,
+    pub(crate) wasm: WasmBinary,
+    pub(crate) source: Option<ModuleSource>,
+}
+
 /// The run plan and module of container `id` (bundle `bundle`, runtime spec `spec`).
 pub(crate) fn load(
     spec: &Spec,
     bundle: &Path,
     id: &str,
     containerd: &Containerd,
-) -> Result<(RunPlan, WasmBinary), LoadError> {
+) -> Result<Loaded, LoadError> {
     if let Some(image) = annotated_image(spec) {
         let client = containerd.connect().map_err(|e| LoadError::Image {
             image: image.clone(),
@@ -122,7 +132,13 @@ pub(crate) fn load(
         return from_image(spec, bundle, &client, &image);
     }
     let rootfs_error = match RootfsModule::find(spec, bundle)? {
-        RootfsModule::Found { plan, wasm } => return Ok((plan, wasm)),
+        RootfsModule::Found { plan, source, wasm } => {
+            return Ok(Loaded {
+                plan,
+                wasm,
+                source: Some(source),
+            })
+        }
         RootfsModule::Absent { why } => why,
     };
     tracing::debug!(container = %id, error = %rootfs_error, "no module in the rootfs, asking containerd for the image");
@@ -175,7 +191,7 @@ fn from_image(
     bundle: &Path,
     client: &Client,
     image: &str,
-) -> Result<(RunPlan, WasmBinary), LoadError> {
+) -> Result<Loaded, LoadError> {
     let (wasm, layer) = client.artifact(image).map_err(|cause| LoadError::Image {
         image: image.to_string(),
         cause,
@@ -187,8 +203,7 @@ fn from_image(
         }
     }
     let workload = WorkloadSpec::from_oci(&spec).map_err(wasmcell_core::Error::from)?;
-    let module = PathBuf::from(wasm.path());
-    let plan = RunPlan::resolve_with_module(&workload, bundle, module)
+    let plan = RunPlan::resolve_without_entrypoint(&workload, bundle)
         .map_err(wasmcell_core::Error::from)?;
     tracing::info!(
         image,
@@ -197,7 +212,11 @@ fn from_image(
         media_type = %layer.media_type,
         "module from the image's wasm layer"
     );
-    Ok((plan, wasm))
+    Ok(Loaded {
+        plan,
+        wasm,
+        source: None,
+    })
 }
 
 impl Containerd {

@@ -154,7 +154,7 @@ fn set_up(
     step(control, "confining the process");
     crate::confine::prepare(&spec)?;
     step(control, "entering the container's root");
-    let plan = enter_root(&spec, bundle, &plan, &wasm)?;
+    let plan = enter_root(&spec, bundle, &plan)?;
     timings.mark("root");
     crate::confine::apply(&spec)?;
     timings.mark("confine");
@@ -170,7 +170,8 @@ fn prepare(
     control: &mut UnixStream,
 ) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), LoadError> {
     step(control, "reading the module");
-    let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)?;
+    let crate::artifact::Loaded { plan, wasm, .. } =
+        crate::artifact::load(spec, bundle, id, containerd)?;
     timings.mark("module");
     step(control, "compiling the module");
     let cache = CompileCache::node();
@@ -186,12 +187,7 @@ fn prepare(
 /// Pivot into the container's root ([`crate::container_root`]) and return the plan as the
 /// guest sees the filesystem from there: rootfs `/`, each mount at its destination. The module
 /// was read and compiled before, from the host's side.
-fn enter_root(
-    spec: &Spec,
-    bundle: &Path,
-    host_plan: &RunPlan,
-    wasm: &WasmBinary,
-) -> Result<RunPlan, ShimError> {
+fn enter_root(spec: &Spec, bundle: &Path, host_plan: &RunPlan) -> Result<RunPlan, ShimError> {
     // Only the root and the mounts are read from it: an artifact's spec may have no args, and
     // its argv is the host plan's anyway.
     let mut spec = spec.clone();
@@ -206,7 +202,7 @@ fn enter_root(
         .map(|p| p.host.clone())
         .ok_or_else(|| ShimError::Workload("the run plan has no rootfs".into()))?;
     let inside = crate::container_root::enter(&workload, bundle, &rootfs)?;
-    let inside = RunPlan::resolve_with_module(&inside, Path::new("/"), wasm.path().into())
+    let inside = RunPlan::resolve_without_entrypoint(&inside, Path::new("/"))
         .map_err(|e| ShimError::Workload(e.to_string()))?;
     // Only where the directories are changes: argv, env and grants stay the host plan's (an
     // artifact's argv, for one, is not the spec's).

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio};
+use wasmcell_core::{DirGrant, Engine, Error, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
 use wasmcell_wasmtime::{CompileCache, WasmtimeEngine};
 
 /// `wasmcell run`: run a module with explicit grants, or an OCI bundle.
@@ -69,8 +69,11 @@ impl RunCommand {
     }
 
     fn run(self) -> Result<GuestExit, Error> {
-        let plan = match (&self.bundle, &self.module) {
-            (Some(bundle), _) => RunPlan::from_bundle(bundle)?,
+        let (plan, wasm) = match (&self.bundle, &self.module) {
+            (Some(bundle), _) => {
+                let (plan, source) = RunPlan::from_bundle(bundle)?;
+                (plan, source.read()?)
+            }
             (None, Some(module)) => {
                 let dirs = self
                     .dirs
@@ -82,7 +85,8 @@ impl RunCommand {
                     .iter()
                     .map(|kv| parse_env(kv))
                     .collect::<Result<Vec<_>, _>>()?;
-                RunPlan::for_module(module, self.args.clone(), env, &dirs)?
+                let plan = RunPlan::for_module(module, self.args.clone(), env, &dirs)?;
+                (plan, WasmBinary::read(module)?)
             }
             (None, None) => {
                 return Err(wasmcell_core::SpecError::Missing {
@@ -101,13 +105,12 @@ impl RunCommand {
         if self.memory_limit.is_some() {
             plan = plan.with_memory_limit(self.memory_limit);
         }
-        let wasm = plan.read_module()?;
         let engine = if self.no_cache {
             WasmtimeEngine::new()?
         } else {
             WasmtimeEngine::with_cache(CompileCache::node())?
         };
-        tracing::debug!(module = %plan.module.display(), preopens = plan.preopens.len(), "starting guest");
+        tracing::debug!(module = %wasm.path().display(), preopens = plan.preopens.len(), "starting guest");
         Ok(engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new())?)
     }
 }

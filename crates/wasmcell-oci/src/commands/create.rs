@@ -8,7 +8,7 @@ use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
-use wasmcell_core::{workload_kind, Engine, RunPlan, WorkloadKind};
+use wasmcell_core::{workload_kind, Engine, ModuleSource, RunPlan, WorkloadKind};
 use wasmcell_wasmtime::{CompileCache, CompiledCode, WasmtimeEngine};
 
 use crate::container::container_dir;
@@ -142,22 +142,26 @@ fn compile_on_host(id: &str, bundle: &Path) -> Result<CompiledCode, OciError> {
         id: id.to_string(),
         source,
     };
-    let plan = RunPlan::from_bundle(bundle).map_err(workload)?;
-    compile_plan_on_host(id, &plan)
+    let (plan, source) = RunPlan::from_bundle(bundle).map_err(workload)?;
+    compile_plan_on_host(id, &plan, &source)
 }
 
-/// Compile the module of `plan` (host paths) through the node's precompile cache.
+/// Compile the module at `source` for `plan` (host paths) through the node's precompile cache.
 ///
 /// This process forks the container's init process next, so the work runs on a thread pool
 /// that is joined before this returns, and the engine (with its epoch ticker thread) is dropped
 /// here: nothing of this process but its one thread is left at the fork (see crate::fork).
-pub(crate) fn compile_plan_on_host(id: &str, plan: &RunPlan) -> Result<CompiledCode, OciError> {
+pub(crate) fn compile_plan_on_host(
+    id: &str,
+    plan: &RunPlan,
+    source: &ModuleSource,
+) -> Result<CompiledCode, OciError> {
     let workload = |source: wasmcell_core::Error| OciError::Workload {
         id: id.to_string(),
         source,
     };
     wasmcell_core::fork::with_joined_pool(|| {
-        let wasm = plan.read_module().map_err(|e| workload(e.into()))?;
+        let wasm = source.read().map_err(|e| workload(e.into()))?;
         let cache = CompileCache::node();
         let engine = WasmtimeEngine::with_cache(cache).map_err(|e| workload(e.into()))?;
         engine

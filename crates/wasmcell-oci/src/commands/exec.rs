@@ -145,10 +145,10 @@ impl Exec {
             id: self.id.clone(),
             source,
         };
-        let plan = WorkloadSpec::from_oci(&spec)
+        let (plan, source) = WorkloadSpec::from_oci(&spec)
             .map_err(|e| workload(e.into()))
             .and_then(|w| RunPlan::resolve(&w, &bundle).map_err(|e| workload(e.into())))?;
-        Ok(executor.with_code(compile_plan_on_host(&self.id, &plan)?))
+        Ok(executor.with_code(compile_plan_on_host(&self.id, &plan, &source)?))
     }
 }
 

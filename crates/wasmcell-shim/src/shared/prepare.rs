@@ -66,8 +66,9 @@ fn prepare(
     spec: &Spec,
 ) -> Result<Prepared, ShimError> {
     let (id, bundle) = (req.id.as_str(), Path::new(&req.bundle));
-    let (plan, wasm) = crate::artifact::load(spec, bundle, id, containerd)
+    let loaded = crate::artifact::load(spec, bundle, id, containerd)
         .map_err(|e| ShimError::Workload(e.to_string()))?;
+    let (plan, wasm) = (loaded.plan, loaded.wasm);
     // Guests share the manager's network namespace: they get sockets only when the container
     // asked for the host's network (no network namespace of its own).
     let plan = if plan.network && !host_network(spec) {
@@ -88,9 +89,9 @@ fn prepare(
     // A module new to the node is compiled in a helper process (its memory capped, its crash
     // its own), into the node's cache; the manager then only loads code. An artifact's module
     // (its bytes from containerd) is compiled here, bounded by the artifact size cap.
-    if let Some(root) = plan.module_root.as_deref() {
+    if let Some(source) = &loaded.source {
         if !engine.has_compiled(&wasm) {
-            compile_in_helper(reaper, root, &plan.module, id)?;
+            compile_in_helper(reaper, &source.root, &source.path, id)?;
             if !engine.has_compiled(&wasm) {
                 tracing::warn!(container = %id, "the compiled code is not in the node's cache (is it usable?); compiling in the manager");
             }
