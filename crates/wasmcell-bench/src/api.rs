@@ -32,6 +32,7 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::metadata::{Ascii, MetadataValue};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
+use containerd_client::types::Mount;
 use oci_spec::runtime::Spec;
 use sha2::{Digest as _, Sha256};
 use wasmcell_testing::Containerd;
@@ -205,12 +206,35 @@ async fn lifecycle(plan: &Plan, id: &str) -> anyhow::Result<()> {
     outcome
 }
 
+/// One task's lifecycle, failing at the first call that fails: create its container and
+/// snapshot, create and start the task, check its exit status, then remove all three.
 async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
-    let mut containers = ContainersClient::new(plan.channel.clone());
-    let mut snapshots = SnapshotsClient::new(plan.channel.clone());
-    let mut tasks = TasksClient::new(plan.channel.clone());
     // The container first: it references the snapshot key, which keeps containerd's garbage
     // collector off the snapshot from the moment it is prepared.
+    create_container(plan, id).await?;
+    let mounts = prepare_snapshot(plan, id).await?;
+    let mut tasks = TasksClient::new(plan.channel.clone());
+    tasks
+        .create(req(
+            plan,
+            CreateTaskRequest {
+                container_id: id.to_string(),
+                rootfs: mounts,
+                ..Default::default()
+            },
+        ))
+        .await
+        .with_context(|| format!("failed to create task {id}"))?;
+    let status = start_and_wait(plan, &mut tasks, id).await?;
+    if status != 0 {
+        bail!("task {id} exited with status {status}");
+    }
+    remove_task(plan, &mut tasks, id).await
+}
+
+/// Create container `id`: the plan's image and runtime, [`spec_json`]'s spec, and the snapshot
+/// key `id` (prepared next).
+async fn create_container(plan: &Plan, id: &str) -> anyhow::Result<()> {
     let container = Container {
         id: id.to_string(),
         image: plan.image.clone(),
@@ -226,7 +250,7 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         snapshot_key: id.to_string(),
         ..Default::default()
     };
-    containers
+    ContainersClient::new(plan.channel.clone())
         .create(req(
             plan,
             CreateContainerRequest {
@@ -235,7 +259,12 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         ))
         .await
         .with_context(|| format!("failed to create container {id}"))?;
-    let mounts = snapshots
+    Ok(())
+}
+
+/// Prepare the snapshot `id` on the image's chain id; returns its mounts, the task's rootfs.
+async fn prepare_snapshot(plan: &Plan, id: &str) -> anyhow::Result<Vec<Mount>> {
+    let mounts = SnapshotsClient::new(plan.channel.clone())
         .prepare(req(
             plan,
             PrepareSnapshotRequest {
@@ -249,17 +278,16 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         .with_context(|| format!("failed to prepare the snapshot of {id}"))?
         .into_inner()
         .mounts;
-    tasks
-        .create(req(
-            plan,
-            CreateTaskRequest {
-                container_id: id.to_string(),
-                rootfs: mounts,
-                ..Default::default()
-            },
-        ))
-        .await
-        .with_context(|| format!("failed to create task {id}"))?;
+    Ok(mounts)
+}
+
+/// Call Wait on task `id` (before Start, as containerd's Go client does), start it, and return
+/// its exit status.
+async fn start_and_wait(
+    plan: &Plan,
+    tasks: &mut TasksClient<Channel>,
+    id: &str,
+) -> anyhow::Result<u32> {
     let wait = {
         let mut tasks = tasks.clone();
         let request = req(
@@ -287,9 +315,15 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         .with_context(|| format!("failed to wait for task {id}"))?
         .into_inner()
         .exit_status;
-    if status != 0 {
-        bail!("task {id} exited with status {status}");
-    }
+    Ok(status)
+}
+
+/// Delete the exited task `id`, then its snapshot and its container.
+async fn remove_task(
+    plan: &Plan,
+    tasks: &mut TasksClient<Channel>,
+    id: &str,
+) -> anyhow::Result<()> {
     tasks
         .delete(req(
             plan,
@@ -299,7 +333,7 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         ))
         .await
         .with_context(|| format!("failed to delete task {id}"))?;
-    snapshots
+    SnapshotsClient::new(plan.channel.clone())
         .remove(req(
             plan,
             RemoveSnapshotRequest {
@@ -309,7 +343,7 @@ async fn run_task(plan: &Plan, id: &str) -> anyhow::Result<()> {
         ))
         .await
         .with_context(|| format!("failed to remove the snapshot of {id}"))?;
-    containers
+    ContainersClient::new(plan.channel.clone())
         .delete(req(plan, DeleteContainerRequest { id: id.to_string() }))
         .await
         .with_context(|| format!("failed to delete container {id}"))?;

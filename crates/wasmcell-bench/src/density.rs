@@ -6,6 +6,7 @@
 //! own RSS.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -40,61 +41,10 @@ pub(crate) fn density(
 ) -> anyhow::Result<DensityRow> {
     eprintln!("== density: {} x {n}", rt.name);
     let start = Instant::now();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let stop = &stop;
-    // Each worker: the start times of its containers, and why it stopped early, if it did
-    // (the containers it started before still count).
-    let results: Vec<(Vec<Duration>, Option<String>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..concurrency)
-            .map(|w| {
-                s.spawn(move || {
-                    let mut took = Vec::new();
-                    let mut i = w;
-                    while i < n && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let id = format!("dense-{i}");
-                        let mut args: Vec<&str> = vec!["run", "-d"];
-                        args.extend(rt.run_args.iter().map(String::as_str));
-                        args.push(&id);
-                        args.extend(rt.sleep.iter().map(String::as_str));
-                        let begun = Instant::now();
-                        let out = c.run_ctr(&args);
-                        if !out.success() {
-                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                            let _ = c.run_ctr(&["containers", "delete", &id]);
-                            let why = format!("container {id} failed: {}", out.stderr.trim());
-                            return (took, Some(why));
-                        }
-                        took.push(begun.elapsed());
-                        i += concurrency;
-                    }
-                    (took, None)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| (Vec::new(), Some("worker panicked".to_string())))
-            })
-            .collect()
-    });
+    let (mut samples, failure) = start_sleepers(c, rt, n, concurrency);
     let elapsed = start.elapsed();
-    let mut samples = Vec::with_capacity(n);
-    let mut failure = None;
-    for (took, why) in results {
-        samples.extend(took);
-        if why.is_some() {
-            failure = why;
-        }
-    }
     std::thread::sleep(Duration::from_secs(2));
-    let socket = c.socket().display().to_string();
-    let procs: Vec<u32> = wasmcell_testing::pids_with_cmdline_containing(&socket)
-        .into_iter()
-        .filter(|p| rt.owns(&cmdline(*p)))
-        .collect();
-    let total: Resident = with_descendants(&procs).iter().map(|p| resident(*p)).sum();
+    let (total, processes) = runtime_memory(c, rt);
     let containerd_rss = c.pid().map_or(0, |p| resident(p).rss);
     let held = samples.len();
     remove_all(c, n, concurrency);
@@ -118,11 +68,90 @@ pub(crate) fn density(
         per_container: total / held as u64,
         containerd_rss,
         held,
-        processes: procs.len(),
+        processes,
         refused: failure,
     })
 }
 
+/// `ctr run -d` of containers `dense-0` to `dense-{n-1}` of `rt` over `concurrency` workers;
+/// returns the start time of every container started, and why starting stopped early if it
+/// did (the first failure stops every worker; the containers started before still count).
+fn start_sleepers(
+    c: &Containerd,
+    rt: &Runtime,
+    n: usize,
+    concurrency: usize,
+) -> (Vec<Duration>, Option<String>) {
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let results: Vec<(Vec<Duration>, Option<String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|w| s.spawn(move || start_worker_share(c, rt, (w, n, concurrency), stop)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (Vec::new(), Some("worker panicked".to_string())))
+            })
+            .collect()
+    });
+    let mut samples = Vec::with_capacity(n);
+    let mut failure = None;
+    for (took, why) in results {
+        samples.extend(took);
+        if why.is_some() {
+            failure = why;
+        }
+    }
+    (samples, failure)
+}
+
+/// Worker `w`'s share of [`start_sleepers`]: containers `w`, `w + concurrency`, ... below `n`,
+/// until one fails (which sets `stop`) or another worker set `stop`. Returns the start times
+/// of its containers, and why it stopped early, if it did.
+fn start_worker_share(
+    c: &Containerd,
+    rt: &Runtime,
+    (w, n, concurrency): (usize, usize, usize),
+    stop: &AtomicBool,
+) -> (Vec<Duration>, Option<String>) {
+    let mut took = Vec::new();
+    let mut i = w;
+    while i < n && !stop.load(Ordering::Relaxed) {
+        let id = format!("dense-{i}");
+        let mut args: Vec<&str> = vec!["run", "-d"];
+        args.extend(rt.run_args.iter().map(String::as_str));
+        args.push(&id);
+        args.extend(rt.sleep.iter().map(String::as_str));
+        let begun = Instant::now();
+        let out = c.run_ctr(&args);
+        if !out.success() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = c.run_ctr(&["containers", "delete", &id]);
+            let why = format!("container {id} failed: {}", out.stderr.trim());
+            return (took, Some(why));
+        }
+        took.push(begun.elapsed());
+        i += concurrency;
+    }
+    (took, None)
+}
+
+/// The resident memory of `rt`'s processes on containerd `c` (its shims or managers, with
+/// their descendants), and how many such processes (without descendants) there are.
+fn runtime_memory(c: &Containerd, rt: &Runtime) -> (Resident, usize) {
+    let socket = c.socket().display().to_string();
+    let procs: Vec<u32> = wasmcell_testing::pids_with_cmdline_containing(&socket)
+        .into_iter()
+        .filter(|p| rt.owns(&cmdline(*p)))
+        .collect();
+    let total: Resident = with_descendants(&procs).iter().map(|p| resident(*p)).sum();
+    (total, procs.len())
+}
+
+/// Kill and delete containers `dense-0` to `dense-{n-1}` over `concurrency` workers, waiting up
+/// to 20 s for each task to go; those never started are skipped.
 fn remove_all(c: &Containerd, n: usize, concurrency: usize) {
     std::thread::scope(|s| {
         for w in 0..concurrency {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use wasm_encoder::{
     BlockType, CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection,
-    Function, FunctionSection, ImportSection, MemArg, MemArgTarget, MemorySection, MemoryType,
-    Module, TypeSection, ValType,
+    Function, FunctionSection, ImportSection, InstructionSink, MemArg, MemArgTarget, MemorySection,
+    MemoryType, Module, TypeSection, ValType,
 };
 use wasmcell_image::ImageSpec;
 use wasmcell_testing::Containerd;
@@ -166,47 +166,10 @@ fn work_function(index: u32) -> Function {
         let r = rng.next();
         if segment % 10 == 9 {
             // A branch with memory traffic every ten segments.
-            let slot = SCRATCH + (r % 64) * 8;
-            s.local_get(1 + (r % 4) as u32)
-                .i64_const(1 << ((r >> 8) % 8))
-                .i64_and()
-                .i64_eqz()
-                .if_(BlockType::Empty);
-            s.i32_const(0)
-                .i32_const(0)
-                .i64_load(mem(slot, 3))
-                .local_get(1 + ((r >> 12) % 4) as u32)
-                .i64_add()
-                .i64_store(mem(slot, 3));
-            s.else_();
-            s.local_get(1 + ((r >> 16) % 4) as u32)
-                .i32_const(0)
-                .i64_load(mem(slot, 3))
-                .i64_xor()
-                .local_set(1 + ((r >> 20) % 4) as u32);
-            s.end();
-            continue;
+            memory_branch_segment(&mut s, r);
+        } else {
+            arithmetic_segment(&mut s, r, &mut rng);
         }
-        let (a, b, dst) = (
-            (r % 5) as u32,
-            ((r >> 8) % 5) as u32,
-            1 + ((r >> 16) % 4) as u32,
-        );
-        s.local_get(a).i64_const((rng.next() >> (r % 40)) as i64);
-        match (r >> 24) % 4 {
-            0 => s.i64_add(),
-            1 => s.i64_mul(),
-            2 => s.i64_xor(),
-            _ => s.i64_sub(),
-        };
-        s.local_get(b);
-        match (r >> 32) % 4 {
-            0 => s.i64_rotl(),
-            1 => s.i64_or(),
-            2 => s.i64_shr_u(),
-            _ => s.i64_add(),
-        };
-        s.local_set(dst);
     }
     // A conditional store: real control flow and memory traffic.
     s.local_get(1)
@@ -220,7 +183,64 @@ fn work_function(index: u32) -> Function {
     s.end();
     s.local_get(5).i32_const(1).i32_sub().local_tee(5).br_if(0);
     s.end();
-    // Result: the locals folded, plus the predecessor in the chain.
+    chain_result(&mut s, index);
+    s.end();
+    f
+}
+
+/// One segment of a work function's loop that branches on a local bit: one arm adds a local
+/// to a scratch slot, the other folds the slot into a local. `r` picks the slot and locals.
+fn memory_branch_segment(s: &mut InstructionSink<'_>, r: u64) {
+    let slot = SCRATCH + (r % 64) * 8;
+    s.local_get(1 + (r % 4) as u32)
+        .i64_const(1 << ((r >> 8) % 8))
+        .i64_and()
+        .i64_eqz()
+        .if_(BlockType::Empty);
+    s.i32_const(0)
+        .i32_const(0)
+        .i64_load(mem(slot, 3))
+        .local_get(1 + ((r >> 12) % 4) as u32)
+        .i64_add()
+        .i64_store(mem(slot, 3));
+    s.else_();
+    s.local_get(1 + ((r >> 16) % 4) as u32)
+        .i32_const(0)
+        .i64_load(mem(slot, 3))
+        .i64_xor()
+        .local_set(1 + ((r >> 20) % 4) as u32);
+    s.end();
+}
+
+/// One straight-line segment of a work function's loop: two 64-bit operations on a local, a
+/// constant (the next number of `rng`) and another local, stored into a third. `r` picks the
+/// locals and operations.
+fn arithmetic_segment(s: &mut InstructionSink<'_>, r: u64, rng: &mut Mix) {
+    let (a, b, dst) = (
+        (r % 5) as u32,
+        ((r >> 8) % 5) as u32,
+        1 + ((r >> 16) % 4) as u32,
+    );
+    s.local_get(a).i64_const((rng.next() >> (r % 40)) as i64);
+    match (r >> 24) % 4 {
+        0 => s.i64_add(),
+        1 => s.i64_mul(),
+        2 => s.i64_xor(),
+        _ => s.i64_sub(),
+    };
+    s.local_get(b);
+    match (r >> 32) % 4 {
+        0 => s.i64_rotl(),
+        1 => s.i64_or(),
+        2 => s.i64_shr_u(),
+        _ => s.i64_add(),
+    };
+    s.local_set(dst);
+}
+
+/// A work function's result: its locals 1..=4 folded, plus (unless function `index` starts a
+/// chain) the result of its predecessor called with its parameter.
+fn chain_result(s: &mut InstructionSink<'_>, index: u32) {
     s.local_get(1)
         .local_get(2)
         .i64_xor()
@@ -231,8 +251,6 @@ fn work_function(index: u32) -> Function {
     if index % CHAIN != 1 {
         s.local_get(0).call(index - 1).i64_add();
     }
-    s.end();
-    f
 }
 
 /// `_start`: run one chain of functions (as a large program's start path runs a small part of
@@ -361,99 +379,165 @@ pub(crate) struct LargeReport {
     pub(crate) ratios: Vec<(String, f64)>,
 }
 
+/// What [`measure`] measures: the large module, the runtimes it runs under, the cache the
+/// no-cache runs clear, and how many runs of each kind.
+#[derive(Debug)]
+pub(crate) struct LargeBench<'a> {
+    /// The normal runtime: the no-cache runs, and the first warm mode.
+    pub(crate) normal: &'a Runtime,
+    /// The shared runtime, measured warm when given.
+    pub(crate) shared: Option<&'a Runtime>,
+    /// The normal runtime from a Wasm OCI artifact, measured warm when given.
+    pub(crate) artifact: Option<&'a Runtime>,
+    pub(crate) module: &'a LargeModule,
+    /// `$WASMCELL_CACHE_DIR`, removed before every no-cache run.
+    pub(crate) cache_dir: &'a Path,
+    pub(crate) cold_runs: usize,
+    pub(crate) warm_runs: usize,
+}
+
+/// One warm mode: its name in the rows, its runtime, and the `ctr run` target of the large
+/// module under it.
+#[derive(Debug)]
+struct WarmMode<'a> {
+    name: &'static str,
+    runtime: &'a Runtime,
+    target: Vec<String>,
+}
+
+/// The large module's command after the container id.
+const LARGE_COMMAND: &[&str] = &["/app.wasm"];
+
 /// Measure the large module with the normal runtime and, when given, the shared one and the
 /// normal one from a Wasm OCI artifact.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn measure(
-    c: &Containerd,
-    normal: &Runtime,
-    shared: Option<&Runtime>,
-    artifact: Option<&Runtime>,
-    module: &LargeModule,
-    cache_dir: &Path,
-    cold_runs: usize,
-    warm_runs: usize,
-) -> anyhow::Result<LargeReport> {
-    eprintln!("== large module: {cold_runs} runs without cache, {warm_runs} warm runs");
-    let hello: Vec<&str> = normal.hello.iter().map(String::as_str).collect();
-    let large = ["/app.wasm"];
-    let out = Some(LARGE_OUTPUT);
-    let image_of = |rt: &Runtime| -> Vec<String> {
-        vec![
-            "--runtime".into(),
-            rt.runtime_type.clone(),
-            LARGE_IMAGE.into(),
-        ]
-    };
-    let mut no_cache = Vec::new();
-    for i in 0..cold_runs {
-        clear_cache(cache_dir)?;
-        no_cache.push(run(
-            c,
-            normal,
-            (&image_of(normal), &format!("large-cold-{i}")),
-            &large,
-            out,
-        )?);
-    }
+pub(crate) fn measure(c: &Containerd, bench: &LargeBench<'_>) -> anyhow::Result<LargeReport> {
+    eprintln!(
+        "== large module: {} runs without cache, {} warm runs",
+        bench.cold_runs, bench.warm_runs
+    );
+    let no_cache = runs_without_cache(c, bench)?;
     let first_cold = no_cache.first().copied().unwrap_or_default();
     // Populate the cache (the last cold run did) and warm up both workloads.
-    run(c, normal, (&image_of(normal), "large-warmup"), &large, out)?;
+    let normal = bench.normal;
+    run(
+        c,
+        normal,
+        (&large_target(normal), "large-warmup"),
+        LARGE_COMMAND,
+        Some(LARGE_OUTPUT),
+    )?;
     let mut rows = vec![Samples::new("large, normal, no cache", no_cache)];
     let mut ratios = Vec::new();
-    let mut modes = vec![("normal", normal, image_of(normal))];
-    if let Some(s) = shared {
-        modes.push(("shared", s, image_of(s)));
-    }
-    if let Some(a) = artifact {
-        let target = crate::runtimes::artifact_run_args(c, LARGE_ARTIFACT);
-        modes.push(("artifact", a, target));
-    }
-    for (mode, rt, target) in modes {
-        // The shared manager loads the large module from the disk cache on its first run; an
-        // artifact's first run reads and labels its layer.
-        run(
-            c,
-            rt,
-            (&target, &format!("large-{mode}-warmup")),
-            &large,
-            out,
-        )?;
-        let (mut big, mut small) = (Vec::new(), Vec::new());
-        for i in 0..warm_runs {
-            big.push(run(
-                c,
-                rt,
-                (&target, &format!("large-{mode}-{i}")),
-                &large,
-                out,
-            )?);
-            small.push(run(
-                c,
-                rt,
-                (&rt.run_args, &format!("hello-{mode}-{i}")),
-                &hello,
-                None,
-            )?);
-        }
-        let big = Samples::new(format!("large, {mode}, warm cache"), big);
-        let small = Samples::new(format!("hello, {mode}, same window"), small);
+    for mode in warm_modes(c, bench) {
+        let (big, small) = warm_samples(c, bench, &mode)?;
         ratios.push((
-            mode.to_string(),
+            mode.name.to_string(),
             big.p50().as_secs_f64() / small.p50().as_secs_f64(),
         ));
         rows.push(big);
         rows.push(small);
     }
     Ok(LargeReport {
-        module_bytes: module.bytes.len(),
-        functions: module.functions,
+        module_bytes: bench.module.bytes.len(),
+        functions: bench.module.functions,
         first_cold,
         rows,
         ratios,
     })
 }
 
+/// `ctr run` arguments that run the large module's image with `rt`'s runtime type.
+fn large_target(rt: &Runtime) -> Vec<String> {
+    vec![
+        "--runtime".into(),
+        rt.runtime_type.clone(),
+        LARGE_IMAGE.into(),
+    ]
+}
+
+/// The cold runs: the normal runtime with the cache directory removed before each run.
+fn runs_without_cache(c: &Containerd, bench: &LargeBench<'_>) -> anyhow::Result<Vec<Duration>> {
+    let target = large_target(bench.normal);
+    let mut no_cache = Vec::new();
+    for i in 0..bench.cold_runs {
+        clear_cache(bench.cache_dir)?;
+        no_cache.push(run(
+            c,
+            bench.normal,
+            (&target, &format!("large-cold-{i}")),
+            LARGE_COMMAND,
+            Some(LARGE_OUTPUT),
+        )?);
+    }
+    Ok(no_cache)
+}
+
+/// The modes measured warm: normal, then shared and artifact when their runtimes are given.
+fn warm_modes<'a>(c: &Containerd, bench: &LargeBench<'a>) -> Vec<WarmMode<'a>> {
+    let mut modes = vec![WarmMode {
+        name: "normal",
+        runtime: bench.normal,
+        target: large_target(bench.normal),
+    }];
+    if let Some(s) = bench.shared {
+        modes.push(WarmMode {
+            name: "shared",
+            runtime: s,
+            target: large_target(s),
+        });
+    }
+    if let Some(a) = bench.artifact {
+        modes.push(WarmMode {
+            name: "artifact",
+            runtime: a,
+            target: crate::runtimes::artifact_run_args(c, LARGE_ARTIFACT),
+        });
+    }
+    modes
+}
+
+/// One warm-up run of the large module in `mode`, then `warm_runs` runs of it, each followed
+/// by a run of the (normal runtime's) hello workload; returns both rows, large first.
+fn warm_samples(
+    c: &Containerd,
+    bench: &LargeBench<'_>,
+    mode: &WarmMode<'_>,
+) -> anyhow::Result<(Samples, Samples)> {
+    let (name, rt, target) = (mode.name, mode.runtime, &mode.target);
+    let hello: Vec<&str> = bench.normal.hello.iter().map(String::as_str).collect();
+    // The shared manager loads the large module from the disk cache on its first run; an
+    // artifact's first run reads and labels its layer.
+    run(
+        c,
+        rt,
+        (target, &format!("large-{name}-warmup")),
+        LARGE_COMMAND,
+        Some(LARGE_OUTPUT),
+    )?;
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    for i in 0..bench.warm_runs {
+        big.push(run(
+            c,
+            rt,
+            (target, &format!("large-{name}-{i}")),
+            LARGE_COMMAND,
+            Some(LARGE_OUTPUT),
+        )?);
+        small.push(run(
+            c,
+            rt,
+            (&rt.run_args, &format!("hello-{name}-{i}")),
+            &hello,
+            None,
+        )?);
+    }
+    Ok((
+        Samples::new(format!("large, {name}, warm cache"), big),
+        Samples::new(format!("hello, {name}, same window"), small),
+    ))
+}
+
+/// Remove the cache directory `dir`, if it exists.
 fn clear_cache(dir: &Path) -> anyhow::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

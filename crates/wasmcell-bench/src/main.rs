@@ -32,9 +32,10 @@ mod measure;
 mod plot;
 mod runtimes;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use wasmcell_testing::Containerd;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,10 +43,7 @@ fn main() -> anyhow::Result<()> {
         return large::write_module(&args[1..]);
     }
     let cfg = measure::Config::from_env();
-    let shim_dir = std::env::current_exe()?
-        .parent()
-        .map(PathBuf::from)
-        .ok_or_else(|| anyhow::anyhow!("cannot locate the bench binary's directory"))?;
+    let shim_dir = bench_binary_dir()?;
     let peer = std::env::var_os("PEER_SHIM").map(PathBuf::from);
     let cache_base = tempfile::Builder::new()
         .prefix("wasmcell-bench-cache")
@@ -58,87 +56,150 @@ fn main() -> anyhow::Result<()> {
     let mut table = format!("Built in {}.\n\n", build_kind());
     table.push_str(&report.markdown());
 
-    let mut api_rows = Vec::new();
-    if cfg.api_tasks > 0 {
-        match api::measure_all(&containerd, &runtimes, cfg.api_tasks, cfg.api_concurrency) {
-            Ok(report) => {
-                table.push_str(&api::markdown(&report, cfg.api_tasks, cfg.api_concurrency));
-                api_rows = report.rows;
-            }
-            Err(e) => {
-                eprintln!("throughput through containerd's API failed: {e:#}");
-                table.push_str(&format!(
-                    "\nThroughput through containerd's API: failed ({e:#}); only the `ctr run` \
-                     figure above is available.\n"
-                ));
-            }
-        }
-    }
-
-    let mut large_report = None;
-    if cfg.large_mib > 0 {
-        let normal = runtimes
-            .iter()
-            .find(|r| r.name == "wasmcell")
-            .context("no wasmcell runtime")?;
-        let shared = runtimes.iter().find(|r| r.name == "wasmcell shared");
-        let artifact = runtimes.iter().find(|r| r.name == "wasmcell artifact");
-        let module = large::prepare(&containerd, cfg.large_mib)?;
-        let r = large::measure(
-            &containerd,
-            normal,
-            shared,
-            artifact,
-            &module,
-            &cache_dir,
-            cfg.large_cold,
-            cfg.large_warm,
-        )?;
+    let (api_table, api_rows) = measure_api(&containerd, &runtimes, &cfg);
+    table.push_str(&api_table);
+    let large_report = measure_large(&containerd, &runtimes, &cfg, &cache_dir)?;
+    if let Some(r) = &large_report {
         table.push_str(&r.markdown());
-        large_report = Some(r);
     }
+    table.push_str(&measure_fairness(&containerd, &runtimes, &cfg)?);
+    table.push_str(&measure_density(&containerd, &runtimes, &cfg)?);
+    println!("{table}");
+    write_results(&cfg, &table, &report, &api_rows, large_report.as_ref())
+}
 
-    if cfg.fairness_runs > 0 {
-        let mut rows = Vec::new();
-        for name in ["wasmcell shared", "wasmcell"] {
-            if let Some(rt) = runtimes.iter().find(|r| r.name == name) {
-                rows.push(fairness::measure(&containerd, rt, cfg.fairness_runs)?);
-            }
+/// The directory of the bench binary, where cargo also puts the shim.
+fn bench_binary_dir() -> anyhow::Result<PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the bench binary's directory"))
+}
+
+/// Throughput through containerd's API (unless `BENCH_API_TASKS` is 0): its table, or a note
+/// that it failed, and its rows for the plot.
+fn measure_api(
+    c: &Containerd,
+    runtimes: &[runtimes::Runtime],
+    cfg: &measure::Config,
+) -> (String, Vec<api::ApiRow>) {
+    if cfg.api_tasks == 0 {
+        return (String::new(), Vec::new());
+    }
+    match api::measure_all(c, runtimes, cfg.api_tasks, cfg.api_concurrency) {
+        Ok(report) => {
+            let table = api::markdown(&report, cfg.api_tasks, cfg.api_concurrency);
+            (table, report.rows)
         }
-        table.push_str(&fairness::markdown(&rows, cfg.fairness_runs));
+        Err(e) => {
+            eprintln!("throughput through containerd's API failed: {e:#}");
+            let note = format!(
+                "\nThroughput through containerd's API: failed ({e:#}); only the `ctr run` \
+                 figure above is available.\n"
+            );
+            (note, Vec::new())
+        }
     }
+}
 
-    let counts = |key: &str, default: &str| -> Vec<usize> {
-        std::env::var(key)
-            .unwrap_or_else(|_| default.to_string())
-            .split(',')
-            .filter_map(|n| n.trim().parse().ok())
-            .filter(|n| *n > 0)
-            .collect()
+/// Cold and warm start of the large module (unless `BENCH_LARGE_MB` is 0).
+fn measure_large(
+    c: &Containerd,
+    runtimes: &[runtimes::Runtime],
+    cfg: &measure::Config,
+    cache_dir: &Path,
+) -> anyhow::Result<Option<large::LargeReport>> {
+    if cfg.large_mib == 0 {
+        return Ok(None);
+    }
+    let normal = runtimes
+        .iter()
+        .find(|r| r.name == "wasmcell")
+        .context("no wasmcell runtime")?;
+    let module = large::prepare(c, cfg.large_mib)?;
+    let bench = large::LargeBench {
+        normal,
+        shared: runtimes.iter().find(|r| r.name == "wasmcell shared"),
+        artifact: runtimes.iter().find(|r| r.name == "wasmcell artifact"),
+        module: &module,
+        cache_dir,
+        cold_runs: cfg.large_cold,
+        warm_runs: cfg.large_warm,
     };
+    large::measure(c, &bench).map(Some)
+}
+
+/// Hello runs alone and beside spinning guests, in shared then normal mode (unless
+/// `BENCH_FAIRNESS` is 0): its table, or nothing.
+fn measure_fairness(
+    c: &Containerd,
+    runtimes: &[runtimes::Runtime],
+    cfg: &measure::Config,
+) -> anyhow::Result<String> {
+    if cfg.fairness_runs == 0 {
+        return Ok(String::new());
+    }
+    let mut rows = Vec::new();
+    for name in ["wasmcell shared", "wasmcell"] {
+        if let Some(rt) = runtimes.iter().find(|r| r.name == name) {
+            rows.push(fairness::measure(c, rt, cfg.fairness_runs)?);
+        }
+    }
+    Ok(fairness::markdown(&rows, cfg.fairness_runs))
+}
+
+/// The density rows of shared mode (`BENCH_DENSITY` counts) and normal mode
+/// (`BENCH_DENSITY_NORMAL` counts): their table, or nothing when there is no row.
+fn measure_density(
+    c: &Containerd,
+    runtimes: &[runtimes::Runtime],
+    cfg: &measure::Config,
+) -> anyhow::Result<String> {
     let mut dense = Vec::new();
-    for rt in &runtimes {
+    for rt in runtimes {
         let ns = match rt.name.as_str() {
-            "wasmcell shared" => counts("BENCH_DENSITY", "100,1000,10000"),
-            "wasmcell" => counts("BENCH_DENSITY_NORMAL", "100"),
+            "wasmcell shared" => density_counts("BENCH_DENSITY", "100,1000,10000"),
+            "wasmcell" => density_counts("BENCH_DENSITY_NORMAL", "100"),
             _ => continue,
         };
         for n in ns {
-            dense.push(density::density(&containerd, rt, n, cfg.concurrency)?);
+            dense.push(density::density(c, rt, n, cfg.concurrency)?);
         }
     }
-    if !dense.is_empty() {
-        table.push_str(&density::markdown(&dense, cfg.concurrency));
+    if dense.is_empty() {
+        return Ok(String::new());
     }
-    println!("{table}");
+    Ok(density::markdown(&dense, cfg.concurrency))
+}
+
+/// The container counts in the comma-separated environment variable `key` (else `default`),
+/// without zeros and anything that is not a number.
+fn density_counts(key: &str, default: &str) -> Vec<usize> {
+    std::env::var(key)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect()
+}
+
+/// Write `table` to `bench.md` and the plot to `bench.png` in the results folder; a plot that
+/// cannot be drawn is reported, not an error.
+fn write_results(
+    cfg: &measure::Config,
+    table: &str,
+    report: &measure::Report,
+    api_rows: &[api::ApiRow],
+    large: Option<&large::LargeReport>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.out_dir)
         .with_context(|| format!("failed to create {}", cfg.out_dir.display()))?;
     let file = cfg.out_dir.join("bench.md");
-    std::fs::write(&file, &table).with_context(|| format!("failed to write {}", file.display()))?;
+    std::fs::write(&file, table).with_context(|| format!("failed to write {}", file.display()))?;
     eprintln!("written to {}", file.display());
 
     let png = cfg.out_dir.join("bench.png");
-    let panels = panels(&report, &api_rows, large_report.as_ref(), &cfg);
+    let panels = panels(report, api_rows, large, cfg);
     let title = format!("wasmcell bench, one run on one machine ({})", build_kind());
     match plot::draw(&png, &title, &panels) {
         Ok(()) => eprintln!("plot written to {}", png.display()),

@@ -48,6 +48,23 @@ pub(crate) const CACHE_DIR_ENV: &str = "WASMCELL_CACHE_DIR";
 /// The busybox image for runc through containerd's API.
 const BUSYBOX_IMAGE: &str = "docker.io/library/bench-busybox:latest";
 
+/// The probe guest's image, run by the Wasm runtimes from a rootfs.
+const PROBE_IMAGE: &str = "docker.io/library/bench-probe:latest";
+
+/// The probe guest as a CNCF Wasm OCI artifact.
+const PROBE_ARTIFACT: &str = "docker.io/library/bench-probe-artifact:latest";
+
+/// A peer shim given by `PEER_SHIM`: `containerd-shim-NAME-v1`.
+#[derive(Debug)]
+struct PeerShim {
+    /// `io.containerd.NAME.v1`.
+    runtime_type: String,
+    /// The shim's file name, which also marks its processes.
+    binary: String,
+    /// The directory holding the shim, for containerd's PATH.
+    dir: PathBuf,
+}
+
 /// Start containerd with wasmcell's shim (and the peer's) on its PATH and prepare workloads.
 /// `cache_dir` becomes `WASMCELL_CACHE_DIR` in containerd's environment, which the shims and
 /// their guest processes inherit.
@@ -56,44 +73,72 @@ pub(crate) fn prepare(
     peer: Option<&Path>,
     cache_dir: &Path,
 ) -> anyhow::Result<(Containerd, Vec<Runtime>)> {
-    // The shared runtime's binary name is a link to the shim, as the installer makes it.
+    let links = link_shared_shim(shim_dir)?;
+    let mut path = vec![shim_dir.to_path_buf(), links];
+    let peer = peer.map(peer_shim).transpose()?;
+    if let Some(p) = &peer {
+        path.push(p.dir.clone());
+    }
+    // containerd inherits the bench's environment (the harness sets only PATH) and passes it
+    // on to the shims. Set while the bench is still single-threaded.
+    std::env::set_var(CACHE_DIR_ENV, cache_dir);
+    let containerd = Containerd::start_with_path(&path);
+
+    import_probe_image(&containerd)?;
+    let rootfs = import_busybox(&containerd)?;
+    let probe = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
+    containerd.import_wasm_artifact(containerd.namespace(), "wasip1", &probe, PROBE_ARTIFACT);
+    std::fs::create_dir_all(containerd.dir().join("empty-rootfs"))?;
+    let mut runtimes = own_runtimes(&containerd, &rootfs);
+    if let Some(p) = peer {
+        runtimes.extend(peer_runtimes(p));
+    }
+    Ok((containerd, runtimes))
+}
+
+/// Link the shared runtime's binary name to the shim, as the installer makes it, in a
+/// directory of its own under `shim_dir`; returns that directory.
+fn link_shared_shim(shim_dir: &Path) -> anyhow::Result<PathBuf> {
     let links = shim_dir.join("bench-links");
     std::fs::create_dir_all(&links)?;
     let shared_link = links.join(SHARED_SHIM_BINARY);
     let _ = std::fs::remove_file(&shared_link);
     std::os::unix::fs::symlink(shim_dir.join(SHIM_BINARY), &shared_link)
         .context("link the shared-mode shim name")?;
-    let mut path = vec![shim_dir.to_path_buf(), links];
-    let peer_runtime = match peer {
-        Some(p) => {
-            let file = p
-                .file_name()
-                .and_then(|f| f.to_str())
-                .context("PEER_SHIM has no file name")?;
-            let name = file
-                .strip_prefix("containerd-shim-")
-                .and_then(|n| n.strip_suffix("-v1"))
-                .context("PEER_SHIM must be named containerd-shim-NAME-v1")?;
-            path.push(p.parent().map(PathBuf::from).unwrap_or_default());
-            Some((format!("io.containerd.{name}.v1"), file.to_string()))
-        }
-        None => None,
-    };
-    // containerd inherits the bench's environment (the harness sets only PATH) and passes it
-    // on to the shims. Set while the bench is still single-threaded.
-    std::env::set_var(CACHE_DIR_ENV, cache_dir);
-    let containerd = Containerd::start_with_path(&path);
+    Ok(links)
+}
 
-    let hello = ImageSpec::new(
-        wasmcell_test_guests::PROBE_P1,
-        "docker.io/library/bench-probe:latest",
-    )
-    .build()
-    .context("build the wasm image")?;
+/// The peer shim at `p`, which must be named `containerd-shim-NAME-v1`.
+fn peer_shim(p: &Path) -> anyhow::Result<PeerShim> {
+    let file = p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .context("PEER_SHIM has no file name")?;
+    let name = file
+        .strip_prefix("containerd-shim-")
+        .and_then(|n| n.strip_suffix("-v1"))
+        .context("PEER_SHIM must be named containerd-shim-NAME-v1")?;
+    Ok(PeerShim {
+        runtime_type: format!("io.containerd.{name}.v1"),
+        binary: file.to_string(),
+        dir: p.parent().map(PathBuf::from).unwrap_or_default(),
+    })
+}
+
+/// Build the probe guest's image ([`PROBE_IMAGE`]) and import it into `containerd`.
+fn import_probe_image(containerd: &Containerd) -> anyhow::Result<()> {
+    let hello = ImageSpec::new(wasmcell_test_guests::PROBE_P1, PROBE_IMAGE)
+        .build()
+        .context("build the wasm image")?;
     let tar = containerd.dir().join("probe.tar");
     hello.write_archive(&tar)?;
     containerd.import(&tar);
+    Ok(())
+}
 
+/// Copy the host's static busybox into a rootfs directory for `ctr run` and import the busybox
+/// image ([`BUSYBOX_IMAGE`]) for the API; returns the rootfs.
+fn import_busybox(containerd: &Containerd) -> anyhow::Result<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
         bail!("/bin/busybox is missing: install Debian's busybox-static (make bench does)");
@@ -106,48 +151,60 @@ pub(crate) fn prepare(
         .write_archive(&tar)
         .context("build the busybox image")?;
     containerd.import(&tar);
+    Ok(rootfs)
+}
 
-    let wasm_image = "docker.io/library/bench-probe:latest".to_string();
-    let artifact = "docker.io/library/bench-probe-artifact:latest";
-    let probe = std::fs::read(wasmcell_test_guests::PROBE_P1).context("read the probe guest")?;
-    containerd.import_wasm_artifact(containerd.namespace(), "wasip1", &probe, artifact);
-    std::fs::create_dir_all(containerd.dir().join("empty-rootfs"))?;
-    let mut runtimes = vec![
+impl Runtime {
+    /// A runtime of the probe guest run by `ctr run` with `run_args`: hello prints its
+    /// arguments, sleep sleeps ten minutes.
+    fn probe(
+        name: String,
+        runtime_type: &str,
+        image: &str,
+        run_args: Vec<String>,
+        process_marker: &str,
+    ) -> Self {
         Runtime {
-            name: "wasmcell".into(),
-            runtime_type: RUNTIME_TYPE.into(),
-            image: wasm_image.clone(),
-            run_args: vec!["--runtime".into(), RUNTIME_TYPE.into(), wasm_image.clone()],
+            name,
+            runtime_type: runtime_type.into(),
+            image: image.into(),
+            run_args,
             hello: vec!["/app.wasm".into(), "args".into()],
             sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: SHIM_BINARY.into(),
+            process_marker: process_marker.into(),
             api_only: false,
-        },
-        Runtime {
-            name: "wasmcell shared".into(),
-            runtime_type: SHARED_RUNTIME_TYPE.into(),
-            image: wasm_image.clone(),
-            run_args: vec![
-                "--runtime".into(),
-                SHARED_RUNTIME_TYPE.into(),
-                wasm_image.clone(),
-            ],
-            hello: vec!["/app.wasm".into(), "args".into()],
-            sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: MANAGER_MARKER.into(),
-            api_only: false,
-        },
+        }
+    }
+}
+
+/// wasmcell's runtimes (normal, shared, normal from an artifact) and runc + busybox from
+/// `rootfs`.
+fn own_runtimes(containerd: &Containerd, rootfs: &Path) -> Vec<Runtime> {
+    let image_args =
+        |runtime_type: &str| vec!["--runtime".into(), runtime_type.into(), PROBE_IMAGE.into()];
+    vec![
+        Runtime::probe(
+            "wasmcell".into(),
+            RUNTIME_TYPE,
+            PROBE_IMAGE,
+            image_args(RUNTIME_TYPE),
+            SHIM_BINARY,
+        ),
+        Runtime::probe(
+            "wasmcell shared".into(),
+            SHARED_RUNTIME_TYPE,
+            PROBE_IMAGE,
+            image_args(SHARED_RUNTIME_TYPE),
+            MANAGER_MARKER,
+        ),
         // The same module as a CNCF Wasm OCI artifact, read from containerd's content store.
-        Runtime {
-            name: "wasmcell artifact".into(),
-            runtime_type: RUNTIME_TYPE.into(),
-            image: artifact.to_string(),
-            run_args: artifact_run_args(&containerd, artifact),
-            hello: vec!["/app.wasm".into(), "args".into()],
-            sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: SHIM_BINARY.into(),
-            api_only: false,
-        },
+        Runtime::probe(
+            "wasmcell artifact".into(),
+            RUNTIME_TYPE,
+            PROBE_ARTIFACT,
+            artifact_run_args(containerd, PROBE_ARTIFACT),
+            SHIM_BINARY,
+        ),
         Runtime {
             name: "runc + busybox".into(),
             runtime_type: "io.containerd.runc.v2".into(),
@@ -163,33 +220,41 @@ pub(crate) fn prepare(
             process_marker: "containerd-shim-runc-v2".into(),
             api_only: false,
         },
-    ];
-    if let Some((runtime, binary)) = peer_runtime {
-        runtimes.push(Runtime {
-            name: format!("peer ({binary})"),
-            runtime_type: runtime.clone(),
-            image: wasm_image.clone(),
-            run_args: vec!["--runtime".into(), runtime.clone(), wasm_image],
-            hello: vec!["/app.wasm".into(), "args".into()],
-            sleep: vec!["/app.wasm".into(), "sleep".into(), "600000".into()],
-            process_marker: binary.clone(),
-            api_only: false,
-        });
+    ]
+}
+
+/// The peer's runtimes: on the probe's image with `ctr run`, and on its artifact through
+/// containerd's API only.
+fn peer_runtimes(peer: PeerShim) -> [Runtime; 2] {
+    let PeerShim {
+        runtime_type,
+        binary,
+        ..
+    } = peer;
+    let run_args = vec!["--runtime".into(), runtime_type.clone(), PROBE_IMAGE.into()];
+    [
+        Runtime::probe(
+            format!("peer ({binary})"),
+            &runtime_type,
+            PROBE_IMAGE,
+            run_args,
+            &binary,
+        ),
         // The peer on the artifact too, as CRI runs it (ctr cannot): a peer that reads Wasm
         // layers from the content store may precompile them, where it compiles a module in a
         // rootfs on every start.
-        runtimes.push(Runtime {
-            name: format!("peer artifact ({binary})"),
-            runtime_type: runtime,
-            image: artifact.to_string(),
-            run_args: Vec::new(),
-            hello: vec!["/app.wasm".into(), "args".into()],
+        Runtime {
             sleep: Vec::new(),
-            process_marker: binary,
             api_only: true,
-        });
-    }
-    Ok((containerd, runtimes))
+            ..Runtime::probe(
+                format!("peer artifact ({binary})"),
+                &runtime_type,
+                PROBE_ARTIFACT,
+                Vec::new(),
+                &binary,
+            )
+        },
+    ]
 }
 
 /// `ctr run` arguments that run the artifact `reference` with wasmcell's normal runtime: ctr

@@ -3,12 +3,18 @@
 //! stopped for a while loses no container and no exit. Each test keeps a sleeping neighbour that
 //! must stay RUNNING and answer afterwards, and prints the manager's peak RSS.
 mod common;
+#[path = "common/process_state.rs"]
+mod process_state;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::shared_mode::{assert_no_containers, kill_and_reap, manager, run, run_detached, HELLO};
 use common::{import_artifact, import_image, task_status, wait_exit};
+use process_state::{
+    cgroup_dir, limit_open_files, manager_log, open_descriptors, read_trimmed, status_kib,
+    threads_opening_a_fifo,
+};
 use wasmcell_test_guests as guests;
 use wasmcell_testing::Containerd;
 
@@ -27,32 +33,6 @@ fn containerd_with(extra: &[(&str, &str)]) -> (Containerd, tempfile::TempDir) {
 
 fn containerd() -> (Containerd, tempfile::TempDir) {
     containerd_with(&[])
-}
-
-/// A field of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// Set process `pid`'s open-file limit (soft and hard) to `limit`.
-fn limit_open_files(pid: u32, limit: usize) {
-    let nofile = format!("--nofile={limit}:{limit}");
-    let lowered = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &nofile])
-        .status()
-        .expect("run prlimit");
-    assert!(lowered.success(), "prlimit");
-}
-
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read fds")
-        .count()
 }
 
 /// Print the manager's peak RSS and check it against its limit, [`MANAGER_MEMORY_MAX`].
@@ -323,21 +303,6 @@ fn when_a_manager_is_nearly_full_the_next_containers_go_to_another() {
     assert_no_containers(&c);
 }
 
-/// Threads of `pid` waiting in the open of a FIFO for its other end.
-fn threads_opening_a_fifo(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("wchan"))
-                        .is_ok_and(|w| w.trim() == "wait_for_partner")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn guests_killed_while_blocked_on_a_fifo_give_their_threads_back() {
     // A blocking pool of four threads; ten guests in turn block on a FIFO and are killed.
@@ -374,46 +339,6 @@ fn guests_killed_while_blocked_on_a_fifo_give_their_threads_back() {
     neighbour_answers(&c, &hello);
     check_manager_peak(&c, "blocked on a FIFO");
     assert_no_containers(&c);
-}
-
-/// The manager's cgroup directory in the hierarchy of `controller` (v1), or in the unified one.
-fn cgroup_dir(pid: u32, controller: &str) -> std::path::PathBuf {
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroup");
-    let path = cgroups
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-            let wanted = if v2 {
-                controllers.is_empty()
-            } else {
-                controllers.split(',').any(|c| c == controller)
-            };
-            wanted.then(|| path.to_string())
-        })
-        .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"));
-    let root = if v2 {
-        std::path::PathBuf::from("/sys/fs/cgroup")
-    } else {
-        std::fs::read_dir("/sys/fs/cgroup")
-            .expect("cgroup mounts")
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == controller))
-            })
-            .unwrap_or_else(|| panic!("no {controller} hierarchy"))
-    };
-    root.join(path.trim_start_matches('/'))
-}
-
-fn read_trimmed(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -544,12 +469,6 @@ fn a_compile_past_its_memory_cap_fails_only_its_own_create() {
     neighbour_answers(&c, &hello);
     check_manager_peak(&c, "compile memory cap");
     assert_no_containers(&c);
-}
-
-/// Where the manager logs: its stderr.
-fn manager_log(pid: u32) -> String {
-    let path = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("manager stderr");
-    std::fs::read_to_string(&path).unwrap_or_default()
 }
 
 #[test]
