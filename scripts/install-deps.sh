@@ -25,3 +25,7 @@ done
 for comp in rustfmt clippy; do
     rustup component list --installed | grep -q "^$comp" || rustup component add "$comp"
 done
+
+# The test guests build offline (inside the workspace's build script): fetch their crates
+# (pinned by guests/Cargo.lock) first. Nothing is downloaded when they are already here.
+cargo fetch --locked --manifest-path "$(dirname "$0")/../guests/Cargo.toml" >/dev/null

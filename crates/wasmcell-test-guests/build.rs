@@ -7,6 +7,10 @@ use std::process::Command;
 /// The guests' binaries: `probe-big` is the probe with generated code and data, over 1 MiB.
 const RUST_GUESTS: &[&str] = &["hello", "probe", "probe-big"];
 const TARGETS: &[(&str, &str)] = &[("wasm32-wasip1", "P1"), ("wasm32-wasip2", "P2")];
+/// Guests that are only components (wasm32-wasip2): their constant's name and the library file
+/// cargo writes (a `cdylib` is named with underscores). `http-hello` exports
+/// `wasi:http/incoming-handler`.
+const COMPONENT_GUESTS: &[(&str, &str)] = &[("HTTP_HELLO_P2", "http_hello.wasm")];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
@@ -41,6 +45,15 @@ fn main() {
                 path,
             ));
         }
+    }
+
+    for (name, file) in COMPONENT_GUESTS {
+        let path = guest_target
+            .join("wasm32-wasip2")
+            .join("release")
+            .join(file);
+        assert!(path.exists(), "guest {} was not built", path.display());
+        consts.push((name.to_string(), path));
     }
 
     let wat_out = guest_target.join("wat");

@@ -36,13 +36,24 @@ pub enum EngineError {
         /// What failed, naming the path.
         reason: String,
     },
+    /// An HTTP guest could not be served: its listen address or limits are invalid, or the
+    /// address cannot be bound (in use).
+    #[error("cannot serve {module}: {reason}")]
+    Serve {
+        /// The module's path.
+        module: String,
+        /// What failed, naming the address or the variable.
+        reason: String,
+    },
 }
 
 impl EngineError {
     /// The exit status a host reports for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::Config { .. } | EngineError::Wasi { .. } => crate::EXIT_CONFIG_ERROR,
+            EngineError::Config { .. } | EngineError::Wasi { .. } | EngineError::Serve { .. } => {
+                crate::EXIT_CONFIG_ERROR
+            }
             EngineError::Compile { .. } | EngineError::Link { .. } => crate::EXIT_NOT_RUNNABLE,
         }
     }

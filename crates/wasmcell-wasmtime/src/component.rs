@@ -26,27 +26,80 @@ impl WasiView for Host {
 /// The WASI 0.2 linker and pre-instantiated components of an engine.
 pub(crate) type ComponentPres = Pres<Linker<Host>, InstancePre<Host>>;
 
-/// The component must export the function the plan calls, or `wasi:cli/run`.
+/// What a component is run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// The export the plan names.
+    Named,
+    /// A command: its `wasi:cli/run`.
+    Command,
+    /// An HTTP server: its `wasi:http/incoming-handler` (WASI 0.2), served (see http/).
+    Http,
+}
+
+/// What the component is run as, from its exports: the export the plan names; else a WASI 0.2
+/// HTTP handler, else a `wasi:cli/run` command. Anything else fails, naming what it exports.
+pub(crate) fn entry(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    plan: &RunPlan,
+    wasm: &WasmBinary,
+) -> Result<Entry, EngineError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let has = |prefix: &str| exports.iter().any(|name| name.starts_with(prefix));
+    if let Some(export) = plan.export.as_deref() {
+        if exports.iter().any(|name| name == export) {
+            return Ok(Entry::Named);
+        }
+        return Err(link_error(
+            wasm,
+            format!("component has no export {export}"),
+        ));
+    }
+    if has(crate::http::HANDLER_03) {
+        return Err(link_error(
+            wasm,
+            "component exports wasi:http/handler@0.3 (a WASI 0.3 HTTP handler), which this \
+             wasmcell does not serve yet; build it for WASI 0.2 (wasi:http/incoming-handler)",
+        ));
+    }
+    if has(crate::http::INCOMING_HANDLER_02) {
+        return Ok(Entry::Http);
+    }
+    if has("wasi:cli/run@0.2") {
+        return Ok(Entry::Command);
+    }
+    if has("wasi:cli/run@") {
+        return Err(link_error(
+            wasm,
+            "component exports a wasi:cli/run this wasmcell cannot run (not WASI 0.2)",
+        ));
+    }
+    let listed = if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        exports.join(", ")
+    };
+    Err(link_error(
+        wasm,
+        format!(
+            "component exports neither wasi:http/incoming-handler nor wasi:cli/run (it exports {listed})"
+        ),
+    ))
+}
+
+/// The component must export the function the plan calls, or something it can be run as.
 pub(crate) fn check_entry(
     engine: &wasmtime::Engine,
     component: &Component,
     plan: &RunPlan,
     wasm: &WasmBinary,
 ) -> Result<(), EngineError> {
-    let ty = component.component_type();
-    let mut exports = ty.exports(engine).map(|(name, _)| name);
-    let found = match plan.export.as_deref() {
-        Some(export) => exports.any(|name| name == export),
-        None => exports.any(|name| name.starts_with("wasi:cli/run@")),
-    };
-    if found {
-        return Ok(());
-    }
-    let wanted = plan.export.as_deref().unwrap_or("wasi:cli/run");
-    Err(link_error(
-        wasm,
-        format!("component has no export {wanted}"),
-    ))
+    entry(engine, component, plan, wasm).map(|_| ())
 }
 
 /// Resolve the component's imports against the WASI 0.2 linker (once per digest).

@@ -22,6 +22,7 @@ pub struct WasmtimeEngine {
     compiler: Compiler,
     core_pres: CorePres,
     component_pres: ComponentPres,
+    http_pres: crate::http::host::HttpPres,
     /// Started by the first run, not before: a host may compile, then confine its process
     /// (capabilities, seccomp, uid) while it still has one thread, then run.
     ticker: std::sync::OnceLock<EpochTicker>,
@@ -58,6 +59,7 @@ impl WasmtimeEngine {
             compiler: Compiler::new(cache),
             core_pres: CorePres::default(),
             component_pres: ComponentPres::default(),
+            http_pres: Default::default(),
             ticker: std::sync::OnceLock::new(),
         })
     }
@@ -189,9 +191,19 @@ impl WasmtimeEngine {
                     .map(Linked::Core)
             }
             Compiled::Component(component) => {
-                let pres = &self.component_pres;
-                crate::component::pre(&self.engine, &component, pres, &digest, plan, wasm)
-                    .map(Linked::Component)
+                match crate::component::entry(&self.engine, &component, plan, wasm) {
+                    Ok(crate::component::Entry::Http) => {
+                        let pres = &self.http_pres;
+                        crate::http::host::proxy_pre(&self.engine, &component, pres, &digest, wasm)
+                            .map(Linked::Http)
+                    }
+                    Ok(_) => {
+                        let pres = &self.component_pres;
+                        crate::component::pre(&self.engine, &component, pres, &digest, plan, wasm)
+                            .map(Linked::Component)
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
         match linked {
@@ -258,6 +270,8 @@ pub struct PreparedGuest {
 enum Linked {
     Core(wasmtime::InstancePre<crate::core_module::Host>),
     Component(wasmtime::component::InstancePre<crate::component::Host>),
+    /// A WASI 0.2 HTTP handler, served (see http/).
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<crate::http::host::HttpHost>),
     /// Its imports cannot be satisfied: reported when it runs.
     Unlinkable(String),
 }
@@ -267,6 +281,7 @@ impl std::fmt::Debug for PreparedGuest {
         let kind = match &self.linked {
             Linked::Core(_) => "core module",
             Linked::Component(_) => "component",
+            Linked::Http(_) => "http component",
             Linked::Unlinkable(_) => "unlinkable",
         };
         f.debug_struct("PreparedGuest")
@@ -276,6 +291,12 @@ impl std::fmt::Debug for PreparedGuest {
 }
 
 impl PreparedGuest {
+    /// Whether the guest is an HTTP server (a `wasi:http/incoming-handler` component): it is
+    /// served until asked to stop, and a host should turn SIGTERM into that request.
+    pub fn serves_http(&self) -> bool {
+        matches!(self.linked, Linked::Http(_))
+    }
+
     async fn run(
         &self,
         plan: &RunPlan,
@@ -285,6 +306,7 @@ impl PreparedGuest {
         match &self.linked {
             Linked::Core(pre) => crate::core_module::run(pre, plan, wasm, guest).await,
             Linked::Component(pre) => crate::component::run(pre, plan, wasm, guest).await,
+            Linked::Http(pre) => crate::http::run(pre, plan, wasm, guest).await,
             Linked::Unlinkable(reason) => Err(crate::exit::link_error(wasm, reason.clone())),
         }
     }

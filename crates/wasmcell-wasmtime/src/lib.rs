@@ -13,6 +13,7 @@ mod content_index;
 mod core_module;
 mod engine;
 mod exit;
+pub mod http;
 mod limits;
 mod meter;
 mod run;
