@@ -54,7 +54,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
 
     let mut timings = Timings::new();
     let set_up = set_up(args, &bundle, &id, &mut control, &mut timings);
-    let (plan, wasm, engine) = match set_up {
+    let ready = match set_up {
         Ok(Some(ready)) => ready,
         Ok(None) => return EXIT_NOT_STARTED,
         Err(e) => {
@@ -73,7 +73,17 @@ pub(crate) fn main(args: &[String]) -> i32 {
         _ => return EXIT_NOT_STARTED,
     }
     tracing::debug!(container = %id, "guest starting");
-    match engine.run(&plan, &wasm, Stdio::inherit(), &Interrupt::new()) {
+    let interrupt = Interrupt::new();
+    if ready.listener.is_some() {
+        drain_on_signals(&interrupt);
+    }
+    let Ready {
+        plan,
+        wasm,
+        engine,
+        listener,
+    } = ready;
+    match engine.run_listening(&plan, &wasm, Stdio::inherit(), &interrupt, listener) {
         Ok(exit) => {
             if matches!(exit, GuestExit::OutOfMemory(_)) {
                 let _ = writeln!(control, "oom");
@@ -88,6 +98,32 @@ pub(crate) fn main(args: &[String]) -> i32 {
             eprintln!("wasmcell: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// SIGTERM and SIGINT ask an HTTP guest to drain (stop taking connections, finish what is in
+/// flight) rather than end the process at once; a thread of its own waits for them (started
+/// after the confinement, as the engine's threads are).
+fn drain_on_signals(interrupt: &Interrupt) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]);
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wasmcell: cannot catch SIGTERM, the guest will not drain: {e}");
+            return;
+        }
+    };
+    let interrupt = interrupt.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wasmcell-drain".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                interrupt.trigger(signal);
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("wasmcell: cannot catch SIGTERM, the guest will not drain: {e}");
     }
 }
 
@@ -132,7 +168,7 @@ fn set_up(
     id: &str,
     control: &mut UnixStream,
     timings: &mut Timings,
-) -> anyhow::Result<Option<(RunPlan, WasmBinary, WasmtimeEngine)>> {
+) -> anyhow::Result<Option<Ready>> {
     join_cgroup(args)?;
     let mut byte = [0u8; 1];
     match control.read(&mut byte) {
@@ -151,6 +187,17 @@ fn set_up(
     let (plan, wasm, engine) = wasmcell_core::fork::with_joined_pool(|| {
         prepare(&spec, bundle, id, &containerd, timings, control)
     })?;
+    // An HTTP guest's socket: bound here, in the container's network namespace and before the
+    // capabilities are dropped (a port under 1024), so that a bad address or one in use fails
+    // the Create, naming it.
+    let listener = match engine.prepare_guest(&plan, &wasm)?.serves_http() {
+        true => {
+            step(control, "binding the http listen address");
+            let bound = wasmcell_wasmtime::http::bind(&plan, &wasm);
+            Some(bound.map_err(|e| ShimError::Workload(e.to_string()))?)
+        }
+        false => None,
+    };
     step(control, "confining the process");
     crate::confine::prepare(&spec)?;
     step(control, "entering the container's root");
@@ -158,7 +205,21 @@ fn set_up(
     timings.mark("root");
     crate::confine::apply(&spec)?;
     timings.mark("confine");
-    Ok(Some((plan, wasm, engine)))
+    Ok(Some(Ready {
+        plan,
+        wasm,
+        engine,
+        listener,
+    }))
+}
+
+/// A guest prepared and confined, waiting for its start.
+struct Ready {
+    plan: RunPlan,
+    wasm: WasmBinary,
+    engine: WasmtimeEngine,
+    /// An HTTP guest's bound socket.
+    listener: Option<std::net::TcpListener>,
 }
 
 fn prepare(

@@ -45,6 +45,7 @@ mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
 pub mod hostile;
+mod http_client;
 mod image;
 pub mod parity;
 mod procfs;
@@ -56,6 +57,7 @@ pub use containerd::{
     Containerd, CRI_NAMESPACE, CRI_RUNTIME_HANDLER, CRI_RUNTIME_TYPE, CRI_SHARED_RUNTIME_HANDLER,
     CRI_SHARED_RUNTIME_TYPE, DEFAULT_CTR_TIMEOUT, SNAPSHOTTER_ENV, START_TIMEOUT, STOP_TIMEOUT,
 };
+pub use http_client::{free_port, http_get, http_request, wait_listening};
 pub use image::{
     busybox_image, host_architecture, pause_image, ImageBuilder, HOST_BUSYBOX, PAUSE_IMAGE,
 };

@@ -163,14 +163,7 @@ impl Engine for WasmtimeEngine {
         stdio: Stdio,
         interrupt: &Interrupt,
     ) -> Result<GuestExit, EngineError> {
-        let guest = GuestRun {
-            stdio,
-            interrupt,
-            meter: &GuestMeter::new(),
-            may_block_thread: true,
-            open_files: open_files(plan),
-        };
-        wasmtime_wasi::runtime::in_tokio(self.run_guest(plan, wasm, guest))
+        self.run_listening(plan, wasm, stdio, interrupt, None)
     }
 }
 
@@ -220,24 +213,48 @@ impl WasmtimeEngine {
     /// spinning guest cannot hold a thread; dropping the future stops the guest wherever it
     /// is, also inside a blocking host call such as a sleep. `meter` shows its memory while it
     /// runs.
+    ///
+    /// An HTTP guest ([`PreparedGuest::serves_http`]) is served on `with.listener` (see
+    /// [`crate::http::bind`]) until `with.interrupt` asks it to stop, then drained.
     pub async fn run_prepared(
         &self,
         prepared: &PreparedGuest,
         plan: &RunPlan,
         wasm: &WasmBinary,
-        stdio: Stdio,
-        interrupt: &Interrupt,
-        meter: &GuestMeter,
+        with: RunWith<'_>,
     ) -> Result<GuestExit, EngineError> {
         self.ensure_ticker()?;
         let guest = GuestRun {
-            stdio,
-            interrupt,
-            meter,
+            stdio: with.stdio,
+            interrupt: with.interrupt,
+            meter: with.meter,
             may_block_thread: false,
             open_files: open_files(plan),
+            listener: with.listener,
         };
         prepared.run(plan, wasm, guest).await
+    }
+
+    /// [`Engine::run`], with the socket an HTTP guest is served on bound beforehand by the
+    /// caller ([`crate::http::bind`], e.g. before the process drops its capabilities); a
+    /// command ignores it.
+    pub fn run_listening(
+        &self,
+        plan: &RunPlan,
+        wasm: &WasmBinary,
+        stdio: Stdio,
+        interrupt: &Interrupt,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<GuestExit, EngineError> {
+        let guest = GuestRun {
+            stdio,
+            interrupt,
+            meter: &GuestMeter::new(),
+            may_block_thread: true,
+            open_files: open_files(plan),
+            listener,
+        };
+        wasmtime_wasi::runtime::in_tokio(self.run_guest(plan, wasm, guest))
     }
 
     async fn run_guest(
@@ -250,6 +267,20 @@ impl WasmtimeEngine {
         self.ensure_ticker()?;
         self.prepare_guest(plan, wasm)?.run(plan, wasm, guest).await
     }
+}
+
+/// What a run of a prepared guest is given besides its plan and binary
+/// ([`WasmtimeEngine::run_prepared`]).
+#[derive(Debug)]
+pub struct RunWith<'a> {
+    /// The guest's stdin, stdout and stderr.
+    pub stdio: Stdio,
+    /// Stops the guest (an HTTP guest drains first).
+    pub interrupt: &'a Interrupt,
+    /// Shows the memory and resources the guest holds while it runs.
+    pub meter: &'a GuestMeter,
+    /// For an HTTP guest, the socket it is served on; `None` binds the address its env names.
+    pub listener: Option<std::net::TcpListener>,
 }
 
 /// The guest's open-file limit: its plan's, or the usual default.

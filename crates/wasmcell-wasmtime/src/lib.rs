@@ -23,5 +23,5 @@ pub use cache::{
     CacheEntry, CompileCache, PruneReport, VerifyReport, CACHE_DIR_ENV, DEFAULT_MAX_BYTES,
 };
 pub use compile::CompiledCode;
-pub use engine::{PreparedGuest, WasmtimeEngine};
+pub use engine::{PreparedGuest, RunWith, WasmtimeEngine};
 pub use meter::GuestMeter;

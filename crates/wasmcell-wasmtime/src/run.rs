@@ -15,6 +15,9 @@ pub(crate) struct GuestRun<'a> {
     pub(crate) may_block_thread: bool,
     /// How many entries the guest's WASI resource table may hold (its open-file limit).
     pub(crate) open_files: usize,
+    /// For an HTTP guest, the socket the host bound for it (in the container's network
+    /// namespace); `None`: it is bound where the guest runs, on the address its env names.
+    pub(crate) listener: Option<std::net::TcpListener>,
 }
 
 /// Open-file limit of a guest whose plan sets none (the usual soft `RLIMIT_NOFILE`).

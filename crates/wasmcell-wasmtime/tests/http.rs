@@ -2,7 +2,6 @@
 //! 127.0.0.1: answers, limits (413, 503, 504), a trap as a 500, the drain on a stop request,
 //! and the errors of an unusable listen address.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use wasmcell_core::{Engine, EngineError, GuestExit, Interrupt, RunPlan, Stdio, WasmBinary};
 use wasmcell_test_guests as guests;
+use wasmcell_testing::{free_port, http_get, http_request, wait_listening};
 use wasmcell_wasmtime::http::options::LISTEN_ADDR_ENV;
 use wasmcell_wasmtime::WasmtimeEngine;
 
@@ -19,12 +19,6 @@ struct Served {
     addr: SocketAddr,
     interrupt: Interrupt,
     run: JoinHandle<Result<GuestExit, EngineError>>,
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("probe address").port()
 }
 
 fn run_with_env(env: Vec<(String, String)>) -> JoinHandle<Result<GuestExit, EngineError>> {
@@ -51,68 +45,16 @@ fn serve(env: &[(&str, &str)]) -> Served {
     let stop = interrupt.clone();
     let engine = WasmtimeEngine::new().expect("engine");
     let run = std::thread::spawn(move || engine.run(&plan, &wasm, Stdio::inherit(), &stop));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(addr).is_err() {
-        assert!(!run.is_finished(), "the server ended before it listened");
-        assert!(Instant::now() < deadline, "nobody listens on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_listening(addr, Duration::from_secs(60)),
+        "nobody listens on {addr} (the server ended: {})",
+        run.is_finished()
+    );
     Served {
         addr,
         interrupt,
         run,
     }
-}
-
-/// One request on its own connection: (status, body).
-fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("write head");
-    stream.write_all(body).expect("write body");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    )
-}
-
-/// The payload of a chunked body (`<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    request(addr, "GET", path, b"")
 }
 
 impl Served {
@@ -128,32 +70,38 @@ impl Served {
 #[test]
 fn a_handler_answers_each_request_with_its_own_instance() {
     let served = serve(&[("GREETING", "hi there")]);
-    assert_eq!(get(served.addr, "/"), (200, "hello from wasmcell\n".into()));
+    assert_eq!(
+        http_get(served.addr, "/"),
+        (200, "hello from wasmcell\n".into())
+    );
     let body = vec![b'x'; 100_000];
-    let echoed = request(served.addr, "POST", "/echo", &body);
+    let echoed = http_request(served.addr, "POST", "/echo", &body);
     assert_eq!(echoed, (200, "100000 bytes\n".into()));
     assert_eq!(
-        get(served.addr, "/env?GREETING"),
+        http_get(served.addr, "/env?GREETING"),
         (200, "hi there\n".into())
     );
-    assert_eq!(get(served.addr, "/nowhere").0, 404);
+    assert_eq!(http_get(served.addr, "/nowhere").0, 404);
     assert_eq!(served.stop(), GuestExit::Exited(0));
 }
 
 #[test]
 fn a_body_over_the_limit_is_refused_before_the_guest_runs() {
     let served = serve(&[("WASMCELL_HTTP_MAX_BODY_BYTES", "1000")]);
-    let (status, body) = request(served.addr, "POST", "/echo", &[b'x'; 5000]);
+    let (status, body) = http_request(served.addr, "POST", "/echo", &[b'x'; 5000]);
     assert_eq!((status, body.as_str()), (413, "request body too large\n"));
-    assert_eq!(request(served.addr, "POST", "/echo", &[b'x'; 500]).0, 200);
+    assert_eq!(
+        http_request(served.addr, "POST", "/echo", &[b'x'; 500]).0,
+        200
+    );
     served.stop();
 }
 
 #[test]
 fn a_request_past_its_timeout_is_answered_504_and_the_server_goes_on() {
     let served = serve(&[("WASMCELL_HTTP_REQUEST_TIMEOUT_MS", "300")]);
-    assert_eq!(get(served.addr, "/slow?ms=20000").0, 504);
-    assert_eq!(get(served.addr, "/").0, 200);
+    assert_eq!(http_get(served.addr, "/slow?ms=20000").0, 504);
+    assert_eq!(http_get(served.addr, "/").0, 200);
     served.stop();
 }
 
@@ -164,12 +112,12 @@ fn past_the_concurrency_and_its_queue_a_request_is_answered_503() {
         ("WASMCELL_HTTP_QUEUE", "0"),
     ]);
     let addr = served.addr;
-    let slow = std::thread::spawn(move || get(addr, "/slow?ms=3000").0);
+    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=3000").0);
     // Whichever of the two takes the one slot, the other is refused at once.
     let mut statuses = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !slow.is_finished() && Instant::now() < deadline {
-        let (status, _) = get(addr, "/slow?ms=10");
+        let (status, _) = http_get(addr, "/slow?ms=10");
         statuses.push(status);
         if status == 503 {
             break;
@@ -188,10 +136,14 @@ fn past_the_concurrency_and_its_queue_a_request_is_answered_503() {
 fn a_trap_before_the_response_is_a_500_with_a_short_body() {
     let served = serve(&[]);
     assert_eq!(
-        get(served.addr, "/trap"),
+        http_get(served.addr, "/trap"),
         (500, "internal server error\n".into())
     );
-    assert_eq!(get(served.addr, "/").0, 200, "the next request is served");
+    assert_eq!(
+        http_get(served.addr, "/").0,
+        200,
+        "the next request is served"
+    );
     served.stop();
 }
 
@@ -199,7 +151,7 @@ fn a_trap_before_the_response_is_a_500_with_a_short_body() {
 fn a_stop_lets_a_slow_request_finish_and_refuses_new_connections() {
     let served = serve(&[]);
     let addr = served.addr;
-    let slow = std::thread::spawn(move || get(addr, "/slow?ms=1500"));
+    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1500"));
     // Give the slow request time to arrive (it is answered either way; a late one is refused).
     std::thread::sleep(Duration::from_millis(300));
     served.interrupt.trigger(15);
@@ -266,7 +218,7 @@ fn a_component_neither_command_nor_handler_is_refused_naming_its_exports() {
 fn a_drain_that_runs_out_of_time_ends_as_killed_by_the_signal() {
     let served = serve(&[("WASMCELL_HTTP_DRAIN_TIMEOUT_MS", "200")]);
     let addr = served.addr;
-    let slow = std::thread::spawn(move || get(addr, "/slow?ms=30000"));
+    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=30000"));
     std::thread::sleep(Duration::from_millis(300));
     let exit = served.stop();
     assert_eq!(exit, GuestExit::Interrupted(15));

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wasmcell_core::{GuestExit, Interrupt, ModuleKind, RunPlan, Stdio, WasmBinary};
-use wasmcell_wasmtime::{GuestMeter, WasmtimeEngine};
+use wasmcell_wasmtime::{GuestMeter, RunWith, WasmtimeEngine};
 
 fn exit_module(code: i32) -> Vec<u8> {
     wat::parse_str(format!(
@@ -43,15 +43,15 @@ fn a_prepared_guest_starts_after_seventy_other_modules_without_fetching_its_byte
         engine.prepare_guest(&plan, &other).expect("prepare other");
     }
 
-    let exit = wasmtime_wasi::runtime::in_tokio(engine.run_prepared(
-        &prepared,
-        &plan,
-        &wasm,
-        Stdio::default(),
-        &Interrupt::new(),
-        &GuestMeter::new(),
-    ))
-    .expect("run");
+    let (interrupt, meter) = (Interrupt::new(), GuestMeter::new());
+    let with = RunWith {
+        stdio: Stdio::default(),
+        interrupt: &interrupt,
+        meter: &meter,
+        listener: None,
+    };
+    let exit = wasmtime_wasi::runtime::in_tokio(engine.run_prepared(&prepared, &plan, &wasm, with))
+        .expect("run");
     assert_eq!(exit, GuestExit::Exited(7));
     assert_eq!(
         fetches.load(Ordering::SeqCst),

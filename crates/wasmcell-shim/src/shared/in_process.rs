@@ -10,7 +10,7 @@ use containerd_shim::protos::cgroups::metrics::{
 };
 use tokio::sync::oneshot;
 use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinary};
-use wasmcell_wasmtime::{GuestMeter, PreparedGuest, WasmtimeEngine};
+use wasmcell_wasmtime::{GuestMeter, PreparedGuest, RunWith, WasmtimeEngine};
 
 use crate::shared::cpu_time::{CpuQuota, Metered};
 use crate::shared::output::Outputs;
@@ -30,6 +30,8 @@ pub(crate) struct Prepared {
     pub(crate) mounted: bool,
     /// The container's CPU quota, enforced on the guest's polls.
     pub(crate) cpu_quota: Option<CpuQuota>,
+    /// For an HTTP guest, its socket, bound at Create in the container's network namespace.
+    pub(crate) listener: Option<std::net::TcpListener>,
 }
 
 /// A Wasm container run inside the manager process.
@@ -42,6 +44,10 @@ pub(crate) struct InProcessGuest {
     /// Taken by Start (or dropped by a kill before it).
     prepared: Mutex<Option<Box<Prepared>>>,
     kill: Mutex<Option<oneshot::Sender<i32>>>,
+    /// Asks an HTTP guest to stop taking requests and drain.
+    drain: Interrupt,
+    /// Whether it serves HTTP: SIGTERM and SIGINT drain it rather than stop it at once.
+    serves_http: bool,
     meter: GuestMeter,
     cpu_nanos: Arc<AtomicU64>,
     /// The host directories the guest may reach, where its blocked calls are looked for once
@@ -65,8 +71,10 @@ impl InProcessGuest {
                 .iter()
                 .map(|p| p.host.clone())
                 .collect(),
+            serves_http: prepared.guest.serves_http(),
             prepared: Mutex::new(Some(prepared)),
             kill: Mutex::new(None),
+            drain: Interrupt::new(),
             meter: GuestMeter::new(),
             cpu_nanos: Arc::default(),
         }
@@ -112,7 +120,7 @@ impl InProcessGuest {
         let (kill_tx, kill_rx) = oneshot::channel();
         *lock(&self.kill) = Some(kill_tx);
 
-        let (engine, meter) = (self.engine.clone(), self.meter.clone());
+        let (engine, meter, drain) = (self.engine.clone(), self.meter.clone(), self.drain.clone());
         // Kept until the output has been read (see output.rs); a trap or out-of-memory message
         // goes to the container's stderr through them, as the guest process writes it there.
         let outputs = Outputs::hold(&prepared.stdio);
@@ -124,6 +132,7 @@ impl InProcessGuest {
                     wasm,
                     guest,
                     stdio,
+                    listener,
                     ..
                 } = *prepared;
                 let stdio = Stdio {
@@ -131,10 +140,13 @@ impl InProcessGuest {
                     stdout: StdioStream::File(stdio.stdout),
                     stderr: StdioStream::File(stdio.stderr),
                 };
-                let interrupt = Interrupt::new();
-                engine
-                    .run_prepared(&guest, &plan, &wasm, stdio, &interrupt, &meter)
-                    .await
+                let with = RunWith {
+                    stdio,
+                    interrupt: &drain,
+                    meter: &meter,
+                    listener,
+                };
+                engine.run_prepared(&guest, &plan, &wasm, with).await
             },
             self.cpu_nanos.clone(),
             quota,
@@ -158,6 +170,12 @@ impl InProcessGuest {
             // The prepared guest is dropped with its stdio.
             lock(&self.prepared).take();
             return Some(128 + signal as u32);
+        }
+        if self.serves_http && matches!(signal, SIGINT | SIGTERM) {
+            // Stop taking requests and drain; the run then ends by itself (0, or 128 + signal
+            // if the drain timeout cut requests off).
+            self.drain.trigger(signal);
+            return None;
         }
         if let Some(tx) = lock(&self.kill).take() {
             let _ = tx.send(signal);
@@ -232,6 +250,9 @@ fn ended_as(
         Err(_) => (wasmcell_core::EXIT_KILLED as u32, false),
     }
 }
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
 
 /// Signals a process that does not handle them ignores (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
 fn ignored_by_default(signal: i32) -> bool {

@@ -19,6 +19,7 @@ pub(crate) mod capacity;
 pub(crate) mod compile_helper;
 mod cpu_time;
 mod create;
+mod http_listener;
 pub(crate) mod in_process;
 mod manager;
 mod output;

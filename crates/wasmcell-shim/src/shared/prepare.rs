@@ -100,6 +100,10 @@ fn prepare(
     let guest = engine
         .prepare_guest(&plan, &wasm)
         .map_err(|e| ShimError::Workload(e.to_string()))?;
+    let listener = match guest.serves_http() {
+        true => Some(crate::shared::http_listener::bind_for(spec, &plan)?),
+        false => None,
+    };
     let stdio = GuestStdio::open(&req.stdin, &req.stdout, &req.stderr)?;
     Ok(Prepared {
         plan,
@@ -108,6 +112,7 @@ fn prepare(
         stdio,
         mounted: false,
         cpu_quota: crate::shared::cpu_time::CpuQuota::of(spec),
+        listener,
     })
 }
 

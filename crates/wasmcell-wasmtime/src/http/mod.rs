@@ -41,7 +41,14 @@ pub(crate) async fn run(
         reason,
     };
     let options = HttpOptions::from_env(&plan.env).map_err(|e| serve_error(e.to_string()))?;
-    let listener = bind(&options).map_err(serve_error)?;
+    let listener = match guest.listener {
+        Some(listener) => listener,
+        None => bind_addr(options.listen).map_err(serve_error)?,
+    };
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|e| serve_error(format!("cannot use the listening socket: {e}")))?;
     tracing::info!(
         listen = %options.listen,
         max_concurrent = options.max_concurrent,
@@ -72,15 +79,19 @@ pub(crate) async fn run(
     })
 }
 
-/// Bind the listen address in the calling thread's network namespace (a socket stays in the
-/// namespace it was made in).
-fn bind(options: &HttpOptions) -> Result<tokio::net::TcpListener, String> {
-    let listen = options.listen;
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| format!("failed to listen on {listen}: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("failed to listen on {listen}: {e}"))?;
-    tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| format!("failed to listen on {listen}: {e}"))
+/// Bind the address `plan`'s environment names for an HTTP guest ([`HttpOptions`]), in the
+/// calling thread's network namespace: a socket stays in the namespace it was made in, so a
+/// host binds it where the container's network is (and before it drops the capability a port
+/// under 1024 needs). An invalid address, or one in use, is an error naming it.
+pub fn bind(plan: &RunPlan, wasm: &WasmBinary) -> Result<std::net::TcpListener, EngineError> {
+    let serve_error = |reason: String| EngineError::Serve {
+        module: wasm.path().display().to_string(),
+        reason,
+    };
+    let options = HttpOptions::from_env(&plan.env).map_err(|e| serve_error(e.to_string()))?;
+    bind_addr(options.listen).map_err(serve_error)
+}
+
+fn bind_addr(listen: std::net::SocketAddr) -> Result<std::net::TcpListener, String> {
+    std::net::TcpListener::bind(listen).map_err(|e| format!("failed to listen on {listen}: {e}"))
 }
