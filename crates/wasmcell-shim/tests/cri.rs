@@ -5,6 +5,8 @@
 //! runtime (handler `wasmcell-shared`) in `cri/shared_mode.rs`. Must run as root;
 //! never skipped.
 mod common;
+#[path = "cri/http.rs"]
+mod http;
 #[path = "cri/pod_network.rs"]
 mod pod_network;
 #[path = "cri/shared_mode.rs"]

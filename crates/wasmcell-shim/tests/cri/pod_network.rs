@@ -19,16 +19,16 @@ use super::{
 };
 
 /// A containerd with CRI and a private CNI network, whose PATH holds the shim under test.
-fn cri_containerd_with_pod_network() -> Containerd {
+pub(super) fn cri_containerd_with_pod_network() -> Containerd {
     let dir = Path::new(SHIM).parent().expect("shim dir").to_path_buf();
     Containerd::start_cri_with_pod_network(&[dir])
 }
 
 /// What containerd tells about a running pod with a network namespace.
-struct NetworkedPod {
-    id: String,
-    config: api::PodSandboxConfig,
-    ip: Ipv4Addr,
+pub(super) struct NetworkedPod {
+    pub(super) id: String,
+    pub(super) config: api::PodSandboxConfig,
+    pub(super) ip: Ipv4Addr,
     /// The pod's network namespace as containerd mounted it (`/var/run/netns/cni-...`).
     netns: String,
     /// The sandbox (pause) process.
@@ -38,12 +38,22 @@ struct NetworkedPod {
 /// RunPodSandbox of a pod with its own network namespace (handler `wasmcell`); checks that it
 /// is ready with namespace mode POD and an address from the harness's subnet.
 fn run_networked_pod(c: &Containerd, cri: &CriClient, name: &str) -> NetworkedPod {
+    run_networked_pod_with(c, cri, name, CRI_RUNTIME_HANDLER)
+}
+
+/// [`run_networked_pod`] with the runtime handler `handler`.
+pub(super) fn run_networked_pod_with(
+    c: &Containerd,
+    cri: &CriClient,
+    name: &str,
+    handler: &str,
+) -> NetworkedPod {
     let network = c.pod_network().expect("started with a pod network");
-    let (id, config) = super::start_pod(c, cri, name, CRI_RUNTIME_HANDLER, pod_network_pod);
+    let (id, config) = super::start_pod(c, cri, name, handler, pod_network_pod);
     let (status, info) = cri
         .pod_sandbox_status_verbose(&id)
         .expect("PodSandboxStatus");
-    super::assert_pod_ready(&status, CRI_RUNTIME_HANDLER, api::NamespaceMode::Pod);
+    super::assert_pod_ready(&status, handler, api::NamespaceMode::Pod);
     let ip = match pod_ip(&status) {
         Some(IpAddr::V4(ip)) => ip,
         other => panic!("no IPv4 pod address ({other:?}): {status:?}"),

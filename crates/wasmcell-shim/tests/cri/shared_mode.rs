@@ -1,7 +1,7 @@
 //! Pods through CRI with the shared runtime (handler `wasmcell-shared`): every container of every
 //! pod, Wasm and Linux alike, is served by one manager process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use wasmcell_test_guests as guests;
@@ -12,6 +12,13 @@ use super::{linux_image, start, wait_for_log, wait_state, wasm_image, WAIT};
 
 /// A CRI containerd whose PATH holds the shim under its shared-mode name too.
 fn shared_cri_containerd() -> (Containerd, tempfile::TempDir) {
+    let (links, path) = shared_shim_path();
+    (Containerd::start_cri_with_pause(&path), links)
+}
+
+/// A directory holding the shim under its shared-mode name (a link, kept while it lives) and
+/// the PATH entries that find it there and under its own name.
+pub(super) fn shared_shim_path() -> (tempfile::TempDir, Vec<PathBuf>) {
     let links = tempfile::tempdir().expect("link dir");
     std::os::unix::fs::symlink(
         super::SHIM,
@@ -22,8 +29,8 @@ fn shared_cri_containerd() -> (Containerd, tempfile::TempDir) {
         .parent()
         .expect("shim dir")
         .to_path_buf();
-    let c = Containerd::start_cri_with_pause(&[links.path().to_path_buf(), shim_dir]);
-    (c, links)
+    let path = vec![links.path().to_path_buf(), shim_dir];
+    (links, path)
 }
 
 fn run_shared_pod(c: &Containerd, cri: &CriClient, name: &str) -> (String, api::PodSandboxConfig) {
