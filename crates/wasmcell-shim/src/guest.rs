@@ -76,7 +76,9 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let interrupt = Interrupt::new();
     if ready.listener.is_some() {
         drain_on_signals(&interrupt);
+        log_http_to_stderr();
     }
+    let _span = tracing::info_span!("guest", container = %id).entered();
     let Ready {
         plan,
         wasm,
@@ -99,6 +101,20 @@ pub(crate) fn main(args: &[String]) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// An HTTP server's own log lines (where it listens and its limits, a request that trapped,
+/// the drain) go to the container's stderr, its log, beside what the guest writes there.
+fn log_http_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "wasmcell_wasmtime::http=info",
+        ))
+        .try_init();
 }
 
 /// SIGTERM and SIGINT ask an HTTP guest to drain (stop taking connections, finish what is in

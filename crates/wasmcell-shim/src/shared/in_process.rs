@@ -9,6 +9,7 @@ use containerd_shim::protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
 };
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use wasmcell_core::{GuestExit, Interrupt, RunPlan, Stdio, StdioStream, WasmBinary};
 use wasmcell_wasmtime::{GuestMeter, PreparedGuest, RunWith, WasmtimeEngine};
 
@@ -125,6 +126,7 @@ impl InProcessGuest {
         // goes to the container's stderr through them, as the guest process writes it there.
         let outputs = Outputs::hold(&prepared.stdio);
         let quota = prepared.cpu_quota;
+        let span = tracing::info_span!("guest", container = %id);
         let run = self.guests.spawn(Metered::new(
             async move {
                 let Prepared {
@@ -147,7 +149,8 @@ impl InProcessGuest {
                     listener,
                 };
                 engine.run_prepared(&guest, &plan, &wasm, with).await
-            },
+            }
+            .instrument(span),
             self.cpu_nanos.clone(),
             quota,
         ));
