@@ -33,6 +33,6 @@ test: deps fmt clippy
 # Benchmarks (not part of `make test`): a private containerd; wasmcell vs runc + busybox (and a
 # peer shim when PEER_SHIM=/path/to/containerd-shim-NAME-v1 is set), measured in the same run.
 bench: deps
-	@./scripts/install-deps.sh busybox-static
+	@./scripts/install-deps.sh busybox-static wrk
 	$(CARGO) build --release -p wasmcell-shim -p wasmcell-bench
 	./target/release/wasmcell-bench

@@ -1,7 +1,8 @@
 //! `make bench`: start a private containerd and measure, in the same run, `ctr run --rm`
 //! latency, throughput and memory per container for wasmcell, runc + busybox (the native floor)
 //! and, when `PEER_SHIM=/path/to/containerd-shim-NAME-v1` is set, a peer shim; throughput
-//! through containerd's gRPC API; cold and warm start of a large module; density. Writes
+//! through containerd's gRPC API; cold and warm start of a large module; fairness; HTTP serving
+//! against `wasmtime serve`; density. Writes
 //! `bench.md` (tables) and `bench.png` (bar charts) to the results folder.
 //!
 //! Environment: `BENCH_RUNS` (latency samples per runtime, default 30), `BENCH_TASKS` (tasks
@@ -14,7 +15,9 @@
 //! (size of the generated large module in MiB, default 10; 0 skips), `BENCH_FAIRNESS` (hello
 //! runs alone and beside two spinning guests, default 20; 0 skips), `BENCH_LARGE_COLD` (runs
 //! of it without cache, default 3), `BENCH_LARGE_WARM` (warm runs, each paired with a hello
-//! run, default 10), `BENCH_FONT` (TrueType font for the PNG, default Debian's
+//! run, default 10), `BENCH_HTTP` (seconds of `wrk` load per HTTP row, default 10; 0 skips),
+//! `WASMTIME_CLI` (the `wasmtime` 48.0.8 to compare with; else installed once with `cargo
+//! install` into `bench-tools/` beside the bench binary), `BENCH_FONT` (TrueType font for the PNG, default Debian's
 //! `fonts-dejavu-core` DejaVuSans).
 //!
 //! `wasmcell-bench large-module FILE [MIB]` only writes the generated large module to FILE (to
@@ -27,6 +30,7 @@
 mod api;
 mod density;
 mod fairness;
+mod http;
 mod large;
 mod measure;
 mod plot;
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         table.push_str(&r.markdown());
     }
     table.push_str(&measure_fairness(&containerd, &runtimes, &cfg)?);
+    table.push_str(&measure_http(&containerd, &runtimes, &cfg, &shim_dir));
     table.push_str(&measure_density(&containerd, &runtimes, &cfg)?);
     println!("{table}");
     write_results(&cfg, &table, &report, &api_rows, large_report.as_ref())
@@ -146,6 +151,30 @@ fn measure_fairness(
         }
     }
     Ok(fairness::markdown(&rows, cfg.fairness_runs))
+}
+
+/// HTTP serving against `wasmtime serve` (unless `BENCH_HTTP` is 0): its table, or a note
+/// that it failed.
+fn measure_http(
+    c: &Containerd,
+    runtimes: &[runtimes::Runtime],
+    cfg: &measure::Config,
+    shim_dir: &Path,
+) -> String {
+    if cfg.http_secs == 0 {
+        return String::new();
+    }
+    match http::measure(c, runtimes, cfg.http_secs, &shim_dir.join("bench-tools")) {
+        Ok(rows) => http::markdown(&rows, cfg.http_secs),
+        Err(e) => {
+            eprintln!("http serving failed: {e:#}");
+            format!(
+                "
+HTTP serving: failed ({e:#}).
+"
+            )
+        }
+    }
 }
 
 /// The density rows of shared mode (`BENCH_DENSITY` counts) and normal mode

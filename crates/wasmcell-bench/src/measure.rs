@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) large_cold: usize,
     pub(crate) large_warm: usize,
     pub(crate) fairness_runs: usize,
+    /// Seconds of load per HTTP row (`BENCH_HTTP`, default 10; 0 skips the section).
+    pub(crate) http_secs: u64,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
             large_cold: num("BENCH_LARGE_COLD", 3).max(1),
             large_warm: num("BENCH_LARGE_WARM", 10).max(3),
             fairness_runs: num("BENCH_FAIRNESS", 20),
+            http_secs: num("BENCH_HTTP", 10) as u64,
         }
     }
 }
