@@ -43,7 +43,7 @@ fn an_http_guest_serves_its_pod(c: &Containerd, cri: &CriClient, handler: &str) 
         &pod.config,
         &http_container("web", &image, &pod.config),
     );
-    wait_state(c, cri, &server_id, api::ContainerState::ContainerRunning);
+    let running = wait_state(c, cri, &server_id, api::ContainerState::ContainerRunning);
     let addr = SocketAddr::from((pod.ip, PORT));
     assert!(
         wait_listening(addr, WAIT),
@@ -55,6 +55,16 @@ fn an_http_guest_serves_its_pod(c: &Containerd, cri: &CriClient, handler: &str) 
         (200, "hello from wasmcell\n".into()),
         "{handler}"
     );
+    // What the guest writes while serving is the container's log.
+    assert_eq!(http_get(addr, "/log").0, 200, "{handler}");
+    wait_for_log(&running, "stdout", "stdout line from the http guest\n");
+    wait_for_log(&running, "stderr", "stderr line from the http guest\n");
+    if handler == CRI_RUNTIME_HANDLER {
+        // The guest process logs where it listens and its limits there too, once.
+        let lines = wait_for_log(&running, "stderr", "serving http");
+        let text = wasmcell_testing::cri::cri_log_text(&lines, "stderr");
+        assert!(text.contains("max_concurrent=256"), "{text}");
+    }
 
     // From a Linux sidecar, over the pod's loopback.
     let fetch = format!("until busybox wget -q -O - http://127.0.0.1:{PORT}/; do sleep 0.2; done");
