@@ -340,8 +340,8 @@ fn which(program: &str) -> Option<PathBuf> {
 pub(crate) fn markdown(rows: &[HttpRow], secs: u64) -> String {
     let mut out = format!(
         "\n### HTTP serving: a wasi:http component\n\n`wrk -t1 --latency` for {secs} s per row \
-         on loopback (server on CPU 0, client on CPU 1), the guest's `/` route; a fresh instance \
-         per request in every server.\n\n| server | connections | req/s | vs wasmtime serve | p50 ms \
+         on loopback (server on CPU 0, client on CPU 1; wasmcell's containers with a 1-CPU quota), \
+         the guest's `/` route; a fresh instance per request in every server.\n\n| server | connections | req/s | vs wasmtime serve | p50 ms \
          | p99 ms | p99 vs wasmtime serve | errors | RSS idle | RSS under load |\n\
          |---|---|---|---|---|---|---|---|---|---|\n"
     );

@@ -74,16 +74,24 @@ pub(crate) fn main(args: &[String]) -> i32 {
     }
     tracing::debug!(container = %id, "guest starting");
     let interrupt = Interrupt::new();
-    if ready.listener.is_some() {
-        drain_on_signals(&interrupt);
-        log_http_to_stderr();
-    }
+    // An HTTP guest is served on an executor of its own, sized to the container's CPUs (the
+    // engine runs on the executor it is called in).
+    let serving = match ready.listener.is_some() {
+        true => {
+            drain_on_signals(&interrupt);
+            log_http_to_stderr();
+            serving_runtime(ready.workers)
+        }
+        false => None,
+    };
+    let _serving = serving.as_ref().map(tokio::runtime::Runtime::enter);
     let _span = tracing::info_span!("guest", container = %id).entered();
     let Ready {
         plan,
         wasm,
         engine,
         listener,
+        ..
     } = ready;
     match engine.run_listening(&plan, &wasm, Stdio::inherit(), &interrupt, listener) {
         Ok(exit) => {
@@ -101,6 +109,19 @@ pub(crate) fn main(args: &[String]) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// A multi-threaded executor of `workers` threads (started after the confinement, so they
+/// inherit it); `None` leaves the engine to its default one.
+fn serving_runtime(workers: usize) -> Option<tokio::runtime::Runtime> {
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .thread_name("wasmcell-http")
+        .build();
+    built
+        .inspect_err(|e| eprintln!("wasmcell: cannot build the http executor: {e}"))
+        .ok()
 }
 
 /// An HTTP server's own log lines (where it listens and its limits, a request that trapped,
@@ -200,13 +221,13 @@ fn set_up(
     timings.mark("namespaces");
     // Hashing and compiling may use a thread pool: a joined one, so that this process is back
     // to one thread for its confinement (capabilities and seccomp are per thread).
-    let (plan, wasm, engine) = wasmcell_core::fork::with_joined_pool(|| {
+    let (plan, wasm, engine, serves_http) = wasmcell_core::fork::with_joined_pool(|| {
         prepare(&spec, bundle, id, &containerd, timings, control)
     })?;
     // An HTTP guest's socket: bound here, in the container's network namespace and before the
     // capabilities are dropped (a port under 1024), so that a bad address or one in use fails
     // the Create, naming it.
-    let listener = match engine.prepare_guest(&plan, &wasm)?.serves_http() {
+    let listener = match serves_http {
         true => {
             step(control, "binding the http listen address");
             let bound = wasmcell_wasmtime::http::bind(&plan, &wasm);
@@ -226,7 +247,16 @@ fn set_up(
         wasm,
         engine,
         listener,
+        workers: serving_workers(&spec),
     }))
+}
+
+/// Threads serving an HTTP guest's requests: as many as the CPUs its container may use (its
+/// CFS quota, rounded up), at most those of the node, as a process sized to its limit would.
+fn serving_workers(spec: &Spec) -> usize {
+    let node = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let quota = crate::shared::cpu_time::CpuQuota::of(spec).map(|q| q.whole_cpus());
+    quota.unwrap_or(node).clamp(1, node)
 }
 
 /// A guest prepared and confined, waiting for its start.
@@ -236,6 +266,8 @@ struct Ready {
     engine: WasmtimeEngine,
     /// An HTTP guest's bound socket.
     listener: Option<std::net::TcpListener>,
+    /// Threads to serve an HTTP guest with.
+    workers: usize,
 }
 
 fn prepare(
@@ -245,7 +277,7 @@ fn prepare(
     containerd: &Containerd,
     timings: &mut Timings,
     control: &mut UnixStream,
-) -> Result<(RunPlan, WasmBinary, WasmtimeEngine), LoadError> {
+) -> Result<(RunPlan, WasmBinary, WasmtimeEngine, bool), LoadError> {
     step(control, "reading the module");
     let crate::artifact::Loaded { plan, wasm, .. } =
         crate::artifact::load(spec, bundle, id, containerd)?;
@@ -258,7 +290,29 @@ fn prepare(
         .prepare(&plan, &wasm)
         .map_err(wasmcell_core::Error::from)?;
     timings.mark("compile");
-    Ok((plan, wasm, engine))
+    let serves_http = engine
+        .prepare_guest(&plan, &wasm)
+        .map_err(wasmcell_core::Error::from)?
+        .serves_http();
+    if !serves_http {
+        return Ok((plan, wasm, engine, false));
+    }
+    // A server instantiates per request: the pooling allocator, sized for its concurrency,
+    // when the host allows (the compiled code is the same; it is loaded again from the cache).
+    let instances = wasmcell_wasmtime::http::HttpOptions::from_env(&plan.env)
+        .map(|o| u32::try_from(o.max_concurrent).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let serving = WasmtimeEngine::for_serving(CompileCache::node(), instances)
+        .and_then(|serving| serving.prepare(&plan, &wasm).map(|()| serving));
+    let engine = match serving {
+        Ok(serving) => serving,
+        Err(e) => {
+            tracing::warn!(error = %e, "no pooling allocator; instances are mapped per request");
+            engine
+        }
+    };
+    timings.mark("serving");
+    Ok((plan, wasm, engine, true))
 }
 
 /// Pivot into the container's root ([`crate::container_root`]) and return the plan as the

@@ -47,6 +47,21 @@ fn serves_and_drains(c: &Containerd, runtime: &str) {
         "nobody listens on {addr}"
     );
     assert_eq!(http_get(addr, "/"), (200, "hello from wasmcell\n".into()));
+    if runtime == RUNTIME {
+        // The guest process serves with the pooling allocator: its pool of linear memories
+        // is reserved address space (terabytes, nothing resident).
+        let pid = wasmcell_testing::hostile::task_pid(c, "http-1");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let vm_size_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmSize");
+        assert!(
+            vm_size_kib > 1 << 30,
+            "no memory pool reserved: VmSize {vm_size_kib} KiB"
+        );
+    }
     assert_eq!(
         http_get(addr, "/env?WASMCELL_HTTP_LISTEN_ADDR"),
         (200, format!("{addr}\n"))

@@ -38,6 +38,12 @@ impl CpuQuota {
             period: Duration::from_micros(period),
         })
     }
+
+    /// The CPUs the quota is worth, rounded up (at least 1).
+    pub(crate) fn whole_cpus(&self) -> usize {
+        let cpus = self.quota.as_secs_f64() / self.period.as_secs_f64().max(f64::EPSILON);
+        (cpus.ceil() as usize).max(1)
+    }
 }
 
 /// A future that adds the CPU time spent polling it to a counter and, given a quota, is not

@@ -17,7 +17,7 @@
 
 pub(crate) mod capacity;
 pub(crate) mod compile_helper;
-mod cpu_time;
+pub(crate) mod cpu_time;
 mod create;
 mod http_listener;
 pub(crate) mod in_process;

@@ -31,6 +31,10 @@ use crate::http::HttpOptions;
 use crate::limits::GuestLimits;
 use crate::GuestMeter;
 
+/// Epoch ticks (5 ms each) a request runs between two yields to the executor: a request is
+/// never made to yield before it has run at least one whole tick.
+const YIELD_AFTER_TICKS: u64 = 2;
+
 /// How often the accept loop looks whether the guest was asked to stop.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -76,7 +80,9 @@ impl Server {
     }
 
     /// A fresh store for one request: the plan's WASI grants, its memory budget, and a yield
-    /// to the executor at every epoch tick so a spinning request holds no worker.
+    /// to the executor once it has run [`YIELD_AFTER_TICKS`] epoch ticks, so a spinning
+    /// request holds no worker (and a timed-out one can be dropped) while a short one, the
+    /// usual case, never yields and waits behind the other requests.
     fn store(&self) -> Result<Store<HttpHost>, EngineError> {
         let wasi = crate::wasi::builder(&self.plan, self.output.for_request(), false)?.build();
         let mut table = ResourceTable::new();
@@ -92,8 +98,8 @@ impl Server {
         };
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(YIELD_AFTER_TICKS);
+        store.epoch_deadline_async_yield_and_update(YIELD_AFTER_TICKS);
         Ok(store)
     }
 
