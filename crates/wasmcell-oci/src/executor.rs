@@ -206,7 +206,7 @@ fn prepare(spec: &Spec, code: Option<&CompiledCode>) -> Result<Prepared, String>
 /// Run the guest; returns the process exit status.
 fn run(prepared: Prepared) -> i32 {
     let interrupt = Interrupt::new();
-    forward_stop_signals(&interrupt);
+    forward_stop_signals(&interrupt, grace_after_stop(&prepared));
     let Prepared { plan, wasm, engine } = prepared;
     match engine.run(&plan, &wasm, Stdio::inherit(), &interrupt) {
         Ok(exit) => {
@@ -222,9 +222,26 @@ fn run(prepared: Prepared) -> i32 {
     }
 }
 
+/// How long the process may take to end once a stop signal came: a command gets
+/// [`INTERRUPT_GRACE`] (a guest blocked in a host call does not see the interrupt); an HTTP
+/// guest drains its requests first (its drain timeout, then the same grace).
+fn grace_after_stop(prepared: &Prepared) -> Duration {
+    let serves_http = prepared
+        .engine
+        .prepare_guest(&prepared.plan, &prepared.wasm)
+        .is_ok_and(|p| p.serves_http());
+    if !serves_http {
+        return INTERRUPT_GRACE;
+    }
+    let drain = wasmcell_wasmtime::http::HttpOptions::from_env(&prepared.plan.env)
+        .map(|o| o.drain_timeout)
+        .unwrap_or_default();
+    drain + INTERRUPT_GRACE
+}
+
 /// A thread that turns a stop signal into an interrupt of the guest, and ends the process with
-/// `128 + signal` if the guest has not stopped within [`INTERRUPT_GRACE`].
-fn forward_stop_signals(interrupt: &Interrupt) {
+/// `128 + signal` if the guest has not stopped within `grace` ([`grace_after_stop`]).
+fn forward_stop_signals(interrupt: &Interrupt, grace: Duration) {
     let mut signals = match signal_hook::iterator::Signals::new(STOP_SIGNALS) {
         Ok(s) => s,
         Err(e) => {
@@ -238,7 +255,7 @@ fn forward_stop_signals(interrupt: &Interrupt) {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 interrupt.trigger(signal);
-                std::thread::sleep(INTERRUPT_GRACE);
+                std::thread::sleep(grace);
                 let _ = std::io::stdout().flush();
                 std::process::exit(128 + signal);
             }
