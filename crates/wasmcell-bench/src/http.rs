@@ -135,24 +135,13 @@ fn start_task(c: &Containerd, rt: &Runtime) -> anyhow::Result<Server> {
     if !wait_listening(addr, Duration::from_secs(60)) {
         bail!("the http guest under {} does not listen on {addr}", rt.name);
     }
-    let pid = task_pid(c, &id)?;
+    let pid = wasmcell_testing::hostile::task_pid(c, &id);
     Ok(Server {
         name: rt.name.clone(),
         addr,
         pid,
         stop: Stop::Task(id),
     })
-}
-
-fn task_pid(c: &Containerd, id: &str) -> anyhow::Result<u32> {
-    let out = c.run_ctr(&["tasks", "ls"]);
-    out.stdout
-        .lines()
-        .find_map(|line| {
-            let mut cols = line.split_whitespace();
-            (cols.next() == Some(id)).then(|| cols.next()?.parse().ok())?
-        })
-        .with_context(|| format!("no task {id} in `ctr tasks ls`: {out:?}"))
 }
 
 /// `wasmtime serve -Scli` of the component, pinned to CPU 0 from its start.

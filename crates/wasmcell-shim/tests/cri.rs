@@ -556,11 +556,7 @@ fn a_wasm_container_and_a_linux_sidecar_talk_over_the_pods_loopback() {
     let busybox = linux_image(&c, &cri);
     let (pod_id, pod) = run_pod(&c, &cri, "talk-pod");
     // A free port on the (host-network) pod's loopback.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-        .to_string();
+    let port = wasmcell_testing::free_port().to_string();
 
     let server = container_config("server", &probe, &[], &["serve", &port], &pod);
     let server_id = start(&c, &cri, &pod_id, &pod, &server);

@@ -23,6 +23,11 @@ pub(crate) fn bind_for(spec: &Spec, plan: &RunPlan) -> Result<TcpListener, ShimE
         Some(pod) => ShimError::Workload(format!("pod {pod}: {e}")),
         None => ShimError::Workload(e),
     };
+    let listen = || {
+        HttpOptions::from_env(&plan.env)
+            .map(|o| o.listen)
+            .map_err(|e| failed(e.to_string()))
+    };
     let Some(network) = spec
         .linux()
         .as_ref()
@@ -33,9 +38,7 @@ pub(crate) fn bind_for(spec: &Spec, plan: &RunPlan) -> Result<TcpListener, ShimE
                 .cloned()
         })
     else {
-        let listen = HttpOptions::from_env(&plan.env)
-            .map_err(|e| failed(e.to_string()))?
-            .listen;
+        let listen = listen()?;
         return TcpListener::bind(listen)
             .map_err(|e| failed(format!("failed to listen on {listen}: {e}")));
     };
@@ -46,9 +49,7 @@ pub(crate) fn bind_for(spec: &Spec, plan: &RunPlan) -> Result<TcpListener, ShimE
                 .into(),
         ));
     };
-    let listen = HttpOptions::from_env(&plan.env)
-        .map_err(|e| failed(e.to_string()))?
-        .listen;
+    let listen = listen()?;
     let bound = std::thread::Builder::new()
         .name("wasmcell-netns".into())
         .spawn(move || bind_in(&path, listen))

@@ -211,7 +211,7 @@ impl Server {
 }
 
 /// A plain-text response.
-pub(crate) fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
+fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(format!("{text}\n")))
         .map_err(|never: Infallible| match never {})
         .boxed_unsync();
