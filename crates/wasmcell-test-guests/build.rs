@@ -9,8 +9,13 @@ const RUST_GUESTS: &[&str] = &["hello", "probe", "probe-big"];
 const TARGETS: &[(&str, &str)] = &[("wasm32-wasip1", "P1"), ("wasm32-wasip2", "P2")];
 /// Guests that are only components (wasm32-wasip2): their constant's name and the library file
 /// cargo writes (a `cdylib` is named with underscores). `http-hello` exports
-/// `wasi:http/incoming-handler`.
-const COMPONENT_GUESTS: &[(&str, &str)] = &[("HTTP_HELLO_P2", "http_hello.wasm")];
+/// `wasi:http/incoming-handler@0.2`, `http-hello-p3` `wasi:http/handler@0.3`, `hello-p3`
+/// `wasi:cli/run@0.3`.
+const COMPONENT_GUESTS: &[(&str, &str)] = &[
+    ("HTTP_HELLO_P2", "http_hello.wasm"),
+    ("HTTP_HELLO_P3", "http_hello_p3.wasm"),
+    ("HELLO_P3", "hello_p3.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

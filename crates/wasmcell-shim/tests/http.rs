@@ -1,6 +1,7 @@
-//! HTTP guests (`wasi:http/incoming-handler` components) through containerd, in normal and
-//! shared mode: served on the address their env names, drained on SIGTERM (a request in
-//! flight completes, the task exits 0), and a port in use failing the Create, naming it.
+//! HTTP guests (`wasi:http/incoming-handler@0.2` and `wasi:http/handler@0.3` components)
+//! through containerd, in normal and shared mode: served on the address their env names,
+//! drained on SIGTERM (a request in flight completes, the task exits 0), and a port in use
+//! failing the Create, naming it.
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
@@ -77,6 +78,44 @@ fn serves_and_drains(c: &Containerd, runtime: &str) {
         (200, "slept 1500 ms\n".into())
     );
     assert_eq!(wait_exit(c, "http-1"), 0, "drained in time: exit 0");
+}
+
+/// The WASI 0.3 handler: served (requests at once share an instance), drained on SIGTERM.
+fn serves_wasi_03(c: &Containerd, runtime: &str) {
+    let image = import_image(c, guests::HTTP_HELLO_P3, "http-hello-p3");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let out = run_http(c, runtime, &image, "http-p3", addr, false);
+    assert!(out.success(), "{out:?}");
+    assert!(
+        wait_listening(addr, Duration::from_secs(60)),
+        "nobody listens on {addr}"
+    );
+    assert_eq!(
+        http_get(addr, "/"),
+        (200, "hello from wasmcell (wasi 0.3)\n".into())
+    );
+    let slow: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || http_get(addr, "/slow?ms=1500")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = c.run_ctr(&["tasks", "kill", "-s", "SIGTERM", "http-p3"]);
+    assert!(out.success(), "{out:?}");
+    for request in slow {
+        let answer = request.join().expect("slow request");
+        assert_eq!(answer, (200, "slept 1500 ms\n".into()));
+    }
+    assert_eq!(wait_exit(c, "http-p3"), 0, "drained in time: exit 0");
+}
+
+#[test]
+fn a_wasi_03_handler_is_served_and_drained_in_both_modes() {
+    let c = common::containerd();
+    serves_wasi_03(&c, RUNTIME);
+    common::assert_clean(&c);
+    drop(c);
+    let (c, _links) = common::shared_containerd();
+    serves_wasi_03(&c, SHARED);
+    common::shared_mode::assert_no_containers(&c);
 }
 
 #[test]

@@ -61,6 +61,9 @@ impl WasmtimeEngine {
         }
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // WASI 0.3 (async exports, streams and futures) is built on the component model's
+        // async ABI.
+        config.wasm_component_model_async(true);
         // rayon's pool has no threads in a forked child (`wasmcell_core::fork`): compile there
         // on the calling thread. Elsewhere a host that forks runs compiles inside
         // `wasmcell_core::fork::with_joined_pool`.
@@ -200,15 +203,16 @@ impl WasmtimeEngine {
             }
             Compiled::Component(component) => {
                 match crate::component::entry(&self.engine, &component, plan, wasm) {
-                    Ok(crate::component::Entry::Http) => {
+                    Ok(crate::component::Entry::Http(wasi)) => {
                         let pres = &self.http_pres;
-                        crate::http::host::proxy_pre(&self.engine, &component, pres, &digest, wasm)
+                        let engine = &self.engine;
+                        crate::http::host::proxy_pre(engine, &component, wasi, pres, &digest, wasm)
                             .map(Linked::Http)
                     }
-                    Ok(_) => {
+                    Ok(entry) => {
                         let pres = &self.component_pres;
-                        crate::component::pre(&self.engine, &component, pres, &digest, plan, wasm)
-                            .map(Linked::Component)
+                        crate::component::pre(&self.engine, &component, pres, &digest, wasm)
+                            .map(|pre| Linked::Component(pre, entry))
                     }
                     Err(e) => Err(e),
                 }
@@ -327,9 +331,12 @@ pub struct PreparedGuest {
 #[derive(Clone)]
 enum Linked {
     Core(wasmtime::InstancePre<crate::core_module::Host>),
-    Component(wasmtime::component::InstancePre<crate::component::Host>),
-    /// A WASI 0.2 HTTP handler, served (see http/).
-    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<crate::http::host::HttpHost>),
+    Component(
+        wasmtime::component::InstancePre<crate::component::Host>,
+        crate::component::Entry,
+    ),
+    /// A WASI 0.2 or 0.3 HTTP handler, served (see http/).
+    Http(crate::http::host::HttpPre),
     /// Its imports cannot be satisfied: reported when it runs.
     Unlinkable(String),
 }
@@ -338,7 +345,7 @@ impl std::fmt::Debug for PreparedGuest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.linked {
             Linked::Core(_) => "core module",
-            Linked::Component(_) => "component",
+            Linked::Component(..) => "component",
             Linked::Http(_) => "http component",
             Linked::Unlinkable(_) => "unlinkable",
         };
@@ -349,7 +356,7 @@ impl std::fmt::Debug for PreparedGuest {
 }
 
 impl PreparedGuest {
-    /// Whether the guest is an HTTP server (a `wasi:http/incoming-handler` component): it is
+    /// Whether the guest is an HTTP server (a `wasi:http` handler component, 0.2 or 0.3): it is
     /// served until asked to stop, and a host should turn SIGTERM into that request.
     pub fn serves_http(&self) -> bool {
         matches!(self.linked, Linked::Http(_))
@@ -363,7 +370,9 @@ impl PreparedGuest {
     ) -> Result<GuestExit, EngineError> {
         match &self.linked {
             Linked::Core(pre) => crate::core_module::run(pre, plan, wasm, guest).await,
-            Linked::Component(pre) => crate::component::run(pre, plan, wasm, guest).await,
+            Linked::Component(pre, entry) => {
+                crate::component::run(pre, *entry, plan, wasm, guest).await
+            }
             Linked::Http(pre) => crate::http::run(pre, plan, wasm, guest).await,
             Linked::Unlinkable(reason) => Err(crate::exit::link_error(wasm, reason.clone())),
         }

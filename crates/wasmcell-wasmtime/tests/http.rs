@@ -1,6 +1,7 @@
-//! Serving a `wasi:http/incoming-handler` component (guests/http-hello) in process on
+//! Serving a `wasi:http/incoming-handler@0.2` component (guests/http-hello) in process on
 //! 127.0.0.1: answers, limits (413, 503, 504), a trap as a 500, the drain on a stop request,
-//! and the errors of an unusable listen address.
+//! and the errors of an unusable listen address; the same for a `wasi:http/handler@0.3` one
+//! (guests/http-hello-p3), whose instances are reused; a WASI 0.3 command run.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -30,17 +31,21 @@ fn run_with_env(env: Vec<(String, String)>) -> JoinHandle<Result<GuestExit, Engi
     std::thread::spawn(move || engine.run(&plan, &wasm, Stdio::inherit(), &interrupt))
 }
 
-/// Serve the guest with `env` (its listen address added) and wait until it answers.
+/// Serve the WASI 0.2 guest with `env` (its listen address added) and wait until it answers.
 fn serve(env: &[(&str, &str)]) -> Served {
+    serve_guest(guests::HTTP_HELLO_P2, env)
+}
+
+/// Serve `guest` with `env` (its listen address added) and wait until it answers.
+fn serve_guest(guest: &str, env: &[(&str, &str)]) -> Served {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let mut vars: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     vars.push((LISTEN_ADDR_ENV.into(), addr.to_string()));
-    let plan =
-        RunPlan::for_module(Path::new(guests::HTTP_HELLO_P2), vec![], vars, &[]).expect("plan");
-    let wasm = WasmBinary::read(Path::new(guests::HTTP_HELLO_P2)).expect("read");
+    let plan = RunPlan::for_module(Path::new(guest), vec![], vars, &[]).expect("plan");
+    let wasm = WasmBinary::read(Path::new(guest)).expect("read");
     let interrupt = Interrupt::new();
     let stop = interrupt.clone();
     let engine = WasmtimeEngine::new().expect("engine");
@@ -225,4 +230,100 @@ fn a_drain_that_runs_out_of_time_ends_as_killed_by_the_signal() {
     assert_eq!(exit.code(), 143);
     // Its connection was closed without an answer.
     assert_eq!(slow.join().expect("slow request").0, 0);
+}
+
+#[test]
+fn a_wasi_03_handler_is_served_with_its_instances_reused() {
+    let served = serve_guest(guests::HTTP_HELLO_P3, &[]);
+    let addr = served.addr;
+    assert_eq!(
+        http_get(addr, "/"),
+        (200, "hello from wasmcell (wasi 0.3)\n".into())
+    );
+    let echoed = http_request(addr, "POST", "/echo", &vec![b'x'; 300_000]);
+    assert_eq!(echoed, (200, "300000 bytes\n".into()));
+    // Several slow requests at once: one instance takes them together (async waits), and
+    // all are answered.
+    let slow: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || http_get(addr, "/slow?ms=500")))
+        .collect();
+    for request in slow {
+        let answer = request.join().expect("slow request");
+        assert_eq!(answer, (200, "slept 500 ms\n".into()));
+    }
+    for _ in 0..200 {
+        assert_eq!(
+            http_get(addr, "/").0,
+            200,
+            "more requests than one instance takes"
+        );
+    }
+    assert_eq!(served.stop(), GuestExit::Exited(0));
+}
+
+#[test]
+fn a_wasi_03_handler_keeps_the_limits_a_trap_is_a_500_and_a_stop_drains() {
+    let served = serve_guest(
+        guests::HTTP_HELLO_P3,
+        &[
+            ("WASMCELL_HTTP_REQUEST_TIMEOUT_MS", "2000"),
+            ("WASMCELL_HTTP_MAX_BODY_BYTES", "1000"),
+        ],
+    );
+    let addr = served.addr;
+    assert_eq!(
+        http_request(addr, "POST", "/echo", &[b'x'; 5000]),
+        (413, "request body too large\n".into())
+    );
+    assert_eq!(
+        http_get(addr, "/trap"),
+        (500, "internal server error\n".into())
+    );
+    assert_eq!(http_get(addr, "/").0, 200, "served after a trap");
+    assert_eq!(http_get(addr, "/slow?ms=20000").0, 504);
+    assert_eq!(http_get(addr, "/").0, 200, "served after a timeout");
+    // The timed-out request's instance is dropped at once, not after the rest of its timeout:
+    // while it lives, the request queue may wake it rather than a working instance.
+    assert_eq!(
+        http_get(addr, "/slow?ms=1000").0,
+        200,
+        "a slow one after a timeout"
+    );
+
+    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1000"));
+    std::thread::sleep(Duration::from_millis(300));
+    served.interrupt.trigger(15);
+    assert_eq!(
+        slow.join().expect("slow request"),
+        (200, "slept 1000 ms\n".into())
+    );
+    let exit = served.run.join().expect("server thread").expect("served");
+    assert_eq!(exit, GuestExit::Exited(0));
+}
+
+#[test]
+fn a_wasi_03_command_runs_with_its_arguments_and_status() {
+    let path = Path::new(guests::HELLO_P3);
+    let wasm = WasmBinary::read(path).expect("read");
+    let engine = WasmtimeEngine::new().expect("engine");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (arg, status) in [("world", 0), ("fail", 1)] {
+        let plan = RunPlan::for_module(path, vec![arg.into()], vec![], &[]).expect("plan");
+        let out = dir.path().join(format!("out-{status}"));
+        let stdio = Stdio {
+            stdin: wasmcell_core::StdioStream::Null,
+            stdout: wasmcell_core::StdioStream::File(std::fs::File::create(&out).expect("out")),
+            stderr: wasmcell_core::StdioStream::Inherit,
+        };
+        let exit = engine
+            .run(&plan, &wasm, stdio, &Interrupt::new())
+            .expect("run");
+        assert_eq!(exit, GuestExit::Exited(status), "{arg}");
+        let printed = std::fs::read_to_string(&out).expect("read out");
+        let argv0 = guests::HELLO_P3;
+        assert_eq!(
+            printed,
+            format!("hello from wasmcell (wasi 0.3) {argv0} {arg}\n")
+        );
+    }
 }

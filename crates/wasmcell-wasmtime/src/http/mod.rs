@@ -1,9 +1,11 @@
-//! Serving `wasi:http/incoming-handler` (WASI 0.2) components: the guest is an HTTP server.
+//! Serving `wasi:http` components: the guest is an HTTP server.
 //!
-//! A component that exports the handler (and no export is named by the plan) is served rather
-//! than run: [`run`] binds the address its environment names ([`HttpOptions`]), then answers
-//! each request with a fresh store and instance of the container's instance-pre, built once
-//! (`host.rs`), under the container's limits (`serve.rs`). The guest is asked to stop through
+//! A component that exports `wasi:http/handler@0.3` or `wasi:http/incoming-handler@0.2` (and
+//! no export is named by the plan) is served rather than run: [`run`] binds the address its
+//! environment names ([`HttpOptions`]), then answers each request from the container's
+//! instance-pre, built once (`host.rs`), under the container's limits (`serve.rs`): a fresh
+//! store and instance per request for 0.2; for 0.3, instances reused for many requests, some
+//! at once, as Wasmtime's handler does (`p3.rs`). The guest is asked to stop through
 //! its [`Interrupt`](wasmcell_core::Interrupt) (SIGTERM to the guest process): no new
 //! connection is taken, requests in flight finish within the drain timeout, keep-alive
 //! connections close, and the run ends with status 0 (143 when the timeout cut requests off).
@@ -11,16 +13,16 @@
 mod body;
 pub(crate) mod host;
 pub mod options;
+mod p3;
 mod serve;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use wasmcell_core::{EngineError, GuestExit, RunPlan, WasmBinary};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::run::GuestRun;
-use host::HttpHost;
+use host::{HttpPre, Stores};
 pub use options::{HttpConfigError, HttpOptions};
 use serve::{Server, SharedOutput};
 
@@ -31,7 +33,7 @@ pub(crate) const HANDLER_03: &str = "wasi:http/handler@0.3";
 
 /// Serve the HTTP guest `pre` until it is asked to stop.
 pub(crate) async fn run(
-    pre: &ProxyPre<HttpHost>,
+    pre: &HttpPre,
     plan: &RunPlan,
     wasm: &WasmBinary,
     guest: GuestRun<'_>,
@@ -60,13 +62,13 @@ pub(crate) async fn run(
         drain_timeout_ms = options.drain_timeout.as_millis() as u64,
         "serving http"
     );
-    let server = Arc::new(Server::new(
-        pre.clone(),
-        plan.clone(),
-        SharedOutput::of(guest.stdio),
-        options,
-        guest.open_files,
-    ));
+    let stores = Stores {
+        engine: pre.engine().clone(),
+        plan: plan.clone(),
+        output: SharedOutput::of(guest.stdio),
+        open_files: guest.open_files,
+    };
+    let server = Arc::new(Server::new(pre.clone(), stores, options));
     let cut_off = serve::serve(server.clone(), listener, guest.interrupt).await;
     tracing::info!(
         responses = server.stats.responses.load(Ordering::Relaxed),

@@ -1,7 +1,8 @@
 //! The server of one HTTP guest: connections accepted up to a cap and served as HTTP/1.1 with
-//! keep-alive by hyper; each request gets a fresh store and instance of the container's
-//! instance-pre, under the container's limits (concurrency with a short queue, body size,
-//! header and request timeouts); a stop request drains what is in flight.
+//! keep-alive by hyper; each request of a WASI 0.2 handler gets a fresh store and instance of
+//! the container's instance-pre (a WASI 0.3 handler's instances are reused, see `p3.rs`), under
+//! the container's limits (concurrency with a short queue, body size, header and request
+//! timeouts); a stop request drains what is in flight.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,34 +18,25 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use wasmcell_core::{EngineError, Interrupt, RunPlan, Stdio, StdioStream};
-use wasmtime::component::ResourceTable;
-use wasmtime::Store;
+use wasmcell_core::{Interrupt, Stdio, StdioStream};
+use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpView;
 
 use crate::http::body::CappedBody;
-use crate::http::host::{HttpHost, Outgoing};
+use crate::http::host::{HttpPre, Stores};
+use crate::http::p3::P3Handler;
 use crate::http::HttpOptions;
-use crate::limits::GuestLimits;
-use crate::GuestMeter;
-
-/// Epoch ticks (5 ms each) a request runs between two yields to the executor: a request is
-/// never made to yield before it has run at least one whole tick.
-const YIELD_AFTER_TICKS: u64 = 2;
 
 /// How often the accept loop looks whether the guest was asked to stop.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What every request of one container shares.
 pub(crate) struct Server {
-    pub(crate) pre: ProxyPre<HttpHost>,
-    pub(crate) plan: RunPlan,
-    pub(crate) output: SharedOutput,
+    guest: Guest,
     pub(crate) options: HttpOptions,
-    pub(crate) open_files: usize,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     pub(crate) stats: HttpStats,
@@ -59,48 +51,33 @@ pub(crate) struct HttpStats {
     pub(crate) in_flight: AtomicUsize,
 }
 
+/// How the container's requests reach its guest.
+enum Guest {
+    /// WASI 0.2: a fresh store and instance of the pre per request.
+    P2 {
+        pre: ProxyPre<crate::http::host::HttpHost>,
+        stores: Box<Stores>,
+    },
+    /// WASI 0.3: Wasmtime's handler, which reuses instances (`p3.rs`).
+    P3(ProxyHandler<P3Handler>),
+}
+
 impl Server {
-    pub(crate) fn new(
-        pre: ProxyPre<HttpHost>,
-        plan: RunPlan,
-        output: SharedOutput,
-        options: HttpOptions,
-        open_files: usize,
-    ) -> Self {
+    pub(crate) fn new(pre: HttpPre, stores: Stores, options: HttpOptions) -> Self {
+        let guest = match pre {
+            HttpPre::P2(pre) => Guest::P2 {
+                pre,
+                stores: Box::new(stores),
+            },
+            HttpPre::P3(pre) => Guest::P3(ProxyHandler::new(P3Handler::new(pre, stores, &options))),
+        };
         Server {
             slots: Arc::new(Semaphore::new(options.max_concurrent)),
             waiting: AtomicUsize::new(0),
-            pre,
-            plan,
-            output,
+            guest,
             options,
-            open_files,
             stats: HttpStats::default(),
         }
-    }
-
-    /// A fresh store for one request: the plan's WASI grants, its memory budget, and a yield
-    /// to the executor once it has run [`YIELD_AFTER_TICKS`] epoch ticks, so a spinning
-    /// request holds no worker (and a timed-out one can be dropped) while a short one, the
-    /// usual case, never yields and waits behind the other requests.
-    fn store(&self) -> Result<Store<HttpHost>, EngineError> {
-        let wasi = crate::wasi::builder(&self.plan, self.output.for_request(), false)?.build();
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(self.open_files);
-        let host = HttpHost {
-            wasi,
-            table,
-            http: WasiHttpCtx::new(),
-            hooks: Outgoing {
-                network: self.plan.network,
-            },
-            limits: GuestLimits::new(self.plan.memory_limit, GuestMeter::new()),
-        };
-        let mut store = Store::new(self.pre.engine(), host);
-        store.limiter(|h| &mut h.limits);
-        store.set_epoch_deadline(YIELD_AFTER_TICKS);
-        store.epoch_deadline_async_yield_and_update(YIELD_AFTER_TICKS);
-        Ok(store)
     }
 
     /// Answer one request.
@@ -126,7 +103,17 @@ impl Server {
                 "too many requests in flight",
             );
         };
-        let mut store = match self.store() {
+        let req = req.map(|body| CappedBody::new(body, max_body));
+        let (pre, stores) = match &self.guest {
+            Guest::P2 { pre, stores } => (pre, stores),
+            Guest::P3(handler) => {
+                let answer = crate::http::p3::respond(handler, req, self.options.request_timeout);
+                let answer = answer.await;
+                drop(permit);
+                return answer.unwrap_or_else(|(status, text)| self.refuse(status, text));
+            }
+        };
+        let mut store = match stores.store() {
             Ok(store) => store,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot set up a request's store");
@@ -134,7 +121,6 @@ impl Server {
             }
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let req = req.map(|body| CappedBody::new(body, max_body));
         let handles = store
             .data_mut()
             .http()
@@ -146,7 +132,7 @@ impl Server {
         let Ok((req, out)) = handles else {
             return self.refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
         };
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         // The guest runs in a task of its own: it may stream the body after the response head.
         // It holds the request's slot until it ends.
         let mut task = tokio::spawn(async move {
@@ -211,7 +197,7 @@ impl Server {
 }
 
 /// A plain-text response.
-fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(format!("{text}\n")))
         .map_err(|never: Infallible| match never {})
         .boxed_unsync();
@@ -365,7 +351,7 @@ impl SharedOutput {
         }
     }
 
-    fn for_request(&self) -> Stdio {
+    pub(crate) fn for_request(&self) -> Stdio {
         let give = |o: &Output| match o {
             Output::Null => StdioStream::Null,
             Output::Inherit => StdioStream::Inherit,
